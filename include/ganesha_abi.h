@@ -1,0 +1,168 @@
+/*
+ * The subset of NFS-Ganesha's recovery-backend ABI that ganesha-ctdb consumes.
+ *
+ * Written from the public Ganesha sources (tags V4.3, V5.9, V6.2) and checked against the
+ * Debian 12 binaries; see shared/reference/ganesha-abi.md. Only types whose layout does not
+ * move between the supported versions are declared as structs here. nfs_client_id_t and
+ * struct gsh_client move (V6 shifts gsh_client), so they are reached through the per-version
+ * offset tables below and never declared as structs: the Rust side picks the table after it
+ * has identified the running Ganesha, and refuses to start on any other version.
+ */
+#ifndef GANESHA_CTDB_GANESHA_ABI_H
+#define GANESHA_CTDB_GANESHA_ABI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct nfs_client_id_t nfs_client_id_t; /* opaque: use the offsets */
+typedef struct clid_entry clid_entry_t;         /* opaque: only handed back to Ganesha */
+typedef struct rdel_fh rdel_fh_t;               /* opaque */
+typedef void *config_file_t;                    /* opaque parse tree */
+
+/* nfs_grace_start_t (sal_functions.h): event@0, nodeid@4, ipaddr@8; size 16 */
+typedef struct nfs_grace_start {
+	int event;
+	int nodeid;
+	char *ipaddr;
+} nfs_grace_start_t;
+
+/* enum grace_event */
+enum ganesha_grace_event {
+	EVENT_JUST_GRACE = 0,
+	EVENT_CLEAR_BLOCKED = 1,
+	EVENT_RELEASE_IP = 2,
+	EVENT_UPDATE_CLIENTS = 3,
+	EVENT_TAKE_NODEID = 4,
+	EVENT_TAKE_IP = 5,
+};
+
+/* nfs_fh4 (nfsv41.h): u_int len@0, char *val@8; size 16 */
+typedef struct nfs_fh4 {
+	unsigned int nfs_fh4_len;
+	char *nfs_fh4_val;
+} nfs_fh4;
+
+typedef clid_entry_t *(*add_clid_entry_hook)(char *);
+typedef rdel_fh_t *(*add_rfh_entry_hook)(clid_entry_t *, char *);
+
+/* struct nfs4_recovery_backend: 13 function pointers, size 104, same in 4.3/5.9/6.2 */
+struct nfs4_recovery_backend {
+	int (*recovery_init)(void);
+	void (*recovery_shutdown)(void);
+	void (*recovery_read_clids)(nfs_grace_start_t *gsp, add_clid_entry_hook add_clid,
+				    add_rfh_entry_hook add_rfh);
+	void (*add_clid)(nfs_client_id_t *);
+	void (*rm_clid)(nfs_client_id_t *);
+	void (*add_revoke_fh)(nfs_client_id_t *, nfs_fh4 *);
+	void (*end_grace)(void);
+	void (*maybe_start_grace)(void);
+	bool (*try_lift_grace)(void);
+	void (*set_enforcing)(void);
+	bool (*grace_enforcing)(void);
+	bool (*is_member)(void);
+	int (*get_nodeid)(char **pnodeid);
+};
+
+/* log_levels_t (log.h), same in 4.3/5.9/6.2 */
+enum ganesha_log_level {
+	NIV_NULL = 0,
+	NIV_FATAL = 1,
+	NIV_MAJ = 2,
+	NIV_CRIT = 3,
+	NIV_WARN = 4,
+	NIV_EVENT = 5,
+	NIV_INFO = 6,
+	NIV_DEBUG = 7,
+	NIV_MID_DEBUG = 8,
+	NIV_FULL_DEBUG = 9,
+};
+
+/* log_components_t values we log under. STATE moves to 30 in V6 (COMPONENT_RPC removed). */
+#define GSH_COMPONENT_CLIENTID 21
+#define GSH_COMPONENT_STATE_V4 31
+#define GSH_COMPONENT_STATE_V6 30
+
+/* DisplayLogComponentLevel(component, file, line, function, level, format, ...) */
+typedef void (*display_log_component_level_fn)(int component, const char *file, int line,
+					       const char *function, int level,
+					       const char *format, ...);
+
+/* Offsets that move between Ganesha versions (Debian build options: _HAVE_GSSAPI on,
+ * DEBUG_SAL off). nfs_client_id_t: */
+#define GSH_CID_CLIENTID_OFF 0        /* uint64_t, all versions */
+#define GSH_CID_CONFIRMED_OFF 32      /* int, all versions */
+#define GSH_CID_RECOV_TAG_OFF 80      /* char *, malloc'd, freed by Ganesha */
+#define GSH_CID_CLIENT_RECORD_OFF 88  /* nfs_client_record_t * */
+#define GSH43_CID_MINORVERSION_OFF 1192
+#define GSH43_CID_GSH_CLIENT_OFF 1208
+#define GSH43_CID_SIZE 1216
+#define GSH62_CID_MINORVERSION_OFF 1200
+#define GSH62_CID_GSH_CLIENT_OFF 1216
+#define GSH62_CID_SIZE 1256
+/* nfs_client_record_t, all versions */
+#define GSH_CR_SERVER_ADDR_OFF 64     /* uint32_t, host byte order, 0 for NFSv4.0 */
+#define GSH_CR_CLIENT_VAL_LEN_OFF 72  /* int */
+#define GSH_CR_CLIENT_VAL_OFF 76      /* char[] flexible, not NUL-terminated */
+#define GSH_NFS4_OPAQUE_LIMIT 1024
+/* struct gsh_client, all versions */
+#define GSH_CLIENT_HOSTADDR_STR_OFF 104
+#define GSH_SOCK_NAME_MAX 128
+
+/* Config parsing (config_parsing.h), same in 4.3/5.9/6.2. */
+enum ganesha_config_type {
+	GSH_CONFIG_STRING = 9,
+	GSH_CONFIG_PATH = 10,
+	GSH_CONFIG_BLOCK = 17,
+};
+#define GSH_CONFIG_UNIQUE 0x001
+
+/* struct config_error_type: 16 one-bit flags in the first uint16_t, then the error count. */
+struct config_error_type {
+	uint16_t flags;
+	uint32_t errors;
+	char *diag_buf;
+	size_t diag_buf_size;
+	void *fp;
+};
+#define GSH_CONFIG_ERR_INVALID (1u << 8)
+#define GSH_CONFIG_ERR_VALIDATE (1u << 10)
+#define GSH_CONFIG_ERR_BOGUS (1u << 13)
+/* config_error_is_harmless() == ((flags & 0x9BEF) == 0) */
+#define GSH_CONFIG_ERR_NOT_HARMLESS 0x9BEF
+
+struct config_item {
+	char *name;
+	char *altname;
+	int type;
+	int flags;
+	union {
+		struct {
+			int minsize;
+			int maxsize;
+			const char *def;
+		} str;
+		struct {
+			void *(*init)(void *link_mem, void *self_struct);
+			struct config_item *params;
+			int (*commit)(void *node, void *link_mem, void *self_struct,
+				      struct config_error_type *err_type);
+			void (*display)(const char *step, void *node, void *link_mem,
+					void *self_struct);
+			bool (*check)(void *self_struct, struct config_error_type *err_type);
+		} blk;
+	} u;
+	size_t off;
+};
+
+struct config_block {
+	char *dbus_interface_name;
+	struct config_item blk_desc;
+};
+
+/* load_config_from_parse(config, block, param, unique, err_type) */
+typedef int (*load_config_from_parse_fn)(config_file_t config, struct config_block *conf_blk,
+					 void *param, bool unique,
+					 struct config_error_type *err_type);
+
+#endif

@@ -1,0 +1,585 @@
+//! The recovery backend's meaning, on plain Rust values: what each Ganesha hook does to the
+//! store. src/ganesha decodes Ganesha's structs into these types and calls in here.
+//!
+//! Reclaim rights (design §5, S2): a grace period starts with an epoch bump; the records in
+//! scope are offered for reclaim and remembered with the stamp they had. A reclaiming client
+//! is re-added by Ganesha (add_clid), which rewrites its record with the current stamp. When
+//! the grace period completes (end_grace), offered records whose stamp did not change belong
+//! to clients that did not reclaim and are deleted. A crash before end_grace deletes nothing,
+//! so the next start offers them again.
+
+use crate::config::{Config, StoreKind};
+use crate::records::{
+    grace_key, parse_v4_key, recovery_tag, v4_key, ClientRecord, GraceRecord, ServerIp, V4_PREFIX,
+};
+use crate::store::dir::DirStore;
+use crate::store::{Store, StoreError};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+/// A client as Ganesha's nfs_client_id_t describes it, already validated.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub clientid: u64,
+    /// co_ownerid bytes (nfs_client_record_t.cr_client_val).
+    pub owner: Vec<u8>,
+    /// gsh_client.hostaddr_str; None when Ganesha has no gsh_client for it.
+    pub caller_addr: Option<String>,
+    /// The server address the client connected to (NFSv4.1+ only; 0 for NFSv4.0).
+    pub server_addr: Option<Ipv4Addr>,
+    pub minor_version: u32,
+}
+
+impl ClientInfo {
+    pub fn tag(&self) -> String {
+        recovery_tag(self.caller_addr.as_deref(), &self.owner)
+    }
+}
+
+/// Why Ganesha asks for the client list (nfs_grace_start_t, or none at start-up).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GraceStart {
+    /// Server start: gsp == NULL.
+    Restart,
+    /// EVENT_TAKE_IP (5): this node takes over a public IP.
+    TakeIp(IpAddr),
+    /// Any other event that reads clients (3 UPDATE_CLIENTS, 4 TAKE_NODEID), or a TAKE_IP
+    /// whose address does not parse: logged, nothing offered.
+    Unsupported { event: i32, detail: String },
+}
+
+/// One client offered for reclaim: Ganesha's add_clid_entry(tag) and add_rfh_entry(b64)s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReclaimEntry {
+    pub tag: String,
+    pub revoked: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum BackendError {
+    Store(StoreError),
+    Unsupported(String),
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::Store(e) => write!(f, "{e}"),
+            BackendError::Unsupported(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+impl From<StoreError> for BackendError {
+    fn from(e: StoreError) -> Self {
+        BackendError::Store(e)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    grace: GraceRecord,
+    /// IPs whose clients this grace period recovers; None = all (standalone restart).
+    scope: Option<BTreeSet<IpAddr>>,
+    /// Records offered in this grace period, with the stamp they had when offered.
+    offered: HashMap<String, String>,
+    /// Keys written for each live client id, so rm_clid finds them even if attribution
+    /// would now differ.
+    keys_by_clientid: HashMap<u64, Vec<String>>,
+}
+
+pub struct Backend {
+    store: Box<dyn Store>,
+    node_id: String,
+    state: Mutex<State>,
+    /// add_clid/rm_clid/add_revoke_fh share it; end_grace takes it exclusively, so that a
+    /// client reclaiming at the very end of grace cannot have its fresh record deleted.
+    records: RwLock<()>,
+}
+
+impl Backend {
+    /// Opens the configured store and reads this node's grace record.
+    pub fn open(config: &Config) -> Result<Backend, BackendError> {
+        let store: Box<dyn Store> = match config.store {
+            StoreKind::Dir => Box::new(DirStore::open(&config.dir)?),
+            StoreKind::Ctdb => {
+                return Err(BackendError::Unsupported(
+                    "Store = ctdb is not available in this version of ganesha-ctdb; use \
+                     Store = dir;"
+                        .into(),
+                ))
+            }
+        };
+        Backend::with_store(store, &config.node_id)
+    }
+
+    pub fn with_store(store: Box<dyn Store>, node_id: &str) -> Result<Backend, BackendError> {
+        let grace = match store.get(&grace_key(node_id))? {
+            None => GraceRecord::default(),
+            Some(bytes) => GraceRecord::decode(&bytes).unwrap_or_else(|e| {
+                // The epoch only has to differ from every stamp in the store; a fresh
+                // high-entropy start keeps that true when the old one is unreadable.
+                log::error!(
+                    "grace record {} unreadable ({e}); starting from a new epoch",
+                    grace_key(node_id)
+                );
+                GraceRecord {
+                    epoch: now_epoch_floor(),
+                    in_grace: true,
+                }
+            }),
+        };
+        log::info!(
+            "ganesha-ctdb backend on node {node_id}: store {}, epoch {}{}",
+            store.describe(),
+            grace.epoch,
+            if grace.in_grace {
+                ", last grace period was interrupted"
+            } else {
+                ""
+            }
+        );
+        Ok(Backend {
+            store,
+            node_id: node_id.to_string(),
+            state: Mutex::new(State {
+                grace,
+                ..State::default()
+            }),
+            records: RwLock::new(()),
+        })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Hooks never leave State half-updated across a panic point, so a poisoned lock
+        // still holds consistent data; refusing service would be worse.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stamp(&self, epoch: u64) -> String {
+        format!("{}.{}", self.node_id, epoch)
+    }
+
+    /// recovery_read_clids: the clients that may reclaim, unique by tag.
+    pub fn read_clids(&self, start: &GraceStart) -> Vec<ReclaimEntry> {
+        let mut st = self.state();
+        match start {
+            GraceStart::Restart => {
+                st.scope = None;
+                st.offered.clear();
+                self.begin_epoch(&mut st);
+            }
+            GraceStart::TakeIp(ip) => {
+                if !st.grace.in_grace || st.offered.is_empty() && st.scope.is_none() {
+                    st.offered.clear();
+                    st.scope = Some(BTreeSet::new());
+                    self.begin_epoch(&mut st);
+                }
+                if let Some(scope) = st.scope.as_mut() {
+                    scope.insert(*ip);
+                }
+            }
+            GraceStart::Unsupported { event, detail } => {
+                log::warn!(
+                    "grace event {event} ({detail}) asks for clients this backend does not \
+                     track that way; offering none (use takeover by IP, event 5)"
+                );
+                return Vec::new();
+            }
+        }
+        let current = self.stamp(st.grace.epoch);
+        let scan = match self.store.scan(V4_PREFIX) {
+            Ok(scan) => scan,
+            Err(e) => {
+                log::error!(
+                    "cannot read client records from {}: {e}; no client can reclaim",
+                    self.store.describe()
+                );
+                return Vec::new();
+            }
+        };
+        for skipped in &scan.skipped {
+            log::warn!(
+                "skipping store entry {}: {}",
+                skipped.location,
+                skipped.reason
+            );
+        }
+        let mut by_tag: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (key, value) in scan.entries {
+            let Some((ip, tag)) = parse_v4_key(&key) else {
+                log::warn!("skipping store entry {key:?}: not a v4@<ip>@<tag> key");
+                continue;
+            };
+            let in_scope = match (&st.scope, &ip) {
+                (None, _) => true,
+                (Some(scope), ServerIp::Ip(ip)) => scope.contains(ip),
+                (Some(_), ServerIp::Local) => false,
+            };
+            if !in_scope {
+                continue;
+            }
+            let record = match ClientRecord::decode(&value) {
+                Ok(r) => r,
+                Err(e) => {
+                    log::warn!("skipping client record {key:?}: {e}");
+                    continue;
+                }
+            };
+            if record.stamp == current {
+                continue; // written in this grace period: the client is already back
+            }
+            let tag = tag.to_string();
+            st.offered.insert(key, record.stamp);
+            by_tag.entry(tag).or_default().extend(record.revoked);
+        }
+        let entries: Vec<ReclaimEntry> = by_tag
+            .into_iter()
+            .map(|(tag, revoked)| ReclaimEntry {
+                tag,
+                revoked: revoked.into_iter().collect(),
+            })
+            .collect();
+        log::info!(
+            "grace epoch {} ({}): {} client(s) may reclaim",
+            st.grace.epoch,
+            describe_scope(&st.scope),
+            entries.len()
+        );
+        entries
+    }
+
+    fn begin_epoch(&self, st: &mut State) {
+        st.grace.epoch += 1;
+        st.grace.in_grace = true;
+        if let Err(e) = self
+            .store
+            .put(&grace_key(&self.node_id), &st.grace.encode())
+        {
+            // Stamps stay unique in this process either way; what is lost is only the
+            // record that a grace period is open, which status reports.
+            log::error!("cannot record grace epoch {}: {e}", st.grace.epoch);
+        }
+    }
+
+    /// Where a client's record is filed.
+    fn attribute(&self, client: &ClientInfo) -> ServerIp {
+        match client.server_addr {
+            Some(addr) if !addr.is_unspecified() => ServerIp::Ip(IpAddr::V4(addr)),
+            _ => ServerIp::Local,
+        }
+    }
+
+    /// add_clid: makes the client's record durable and returns the tag for cid_recov_tag.
+    /// The tag is returned even when the store write failed (the client must still be able
+    /// to reclaim what this grace period already offered it); the error says what was lost.
+    pub fn add_clid(&self, client: &ClientInfo) -> (String, Result<(), StoreError>) {
+        let tag = client.tag();
+        let key = v4_key(&self.attribute(client), &tag);
+        let _guard = self.records.read().unwrap_or_else(|e| e.into_inner());
+        let stamp = {
+            let mut st = self.state();
+            st.keys_by_clientid
+                .insert(client.clientid, vec![key.clone()]);
+            self.stamp(st.grace.epoch)
+        };
+        let record = ClientRecord {
+            clientid: client.clientid,
+            stamp,
+            revoked: Vec::new(),
+        };
+        let result = self.store.put(&key, &record.encode());
+        match &result {
+            Ok(()) => log::debug!("add_clid {:#x}: stored {key}", client.clientid),
+            Err(e) => log::error!(
+                "add_clid {:#x}: client record not stored ({e}); this client cannot reclaim \
+                 after a restart",
+                client.clientid
+            ),
+        }
+        (tag, result)
+    }
+
+    fn keys_of(&self, client: &ClientInfo, forget: bool) -> Vec<String> {
+        let mut st = self.state();
+        let known = if forget {
+            st.keys_by_clientid.remove(&client.clientid)
+        } else {
+            st.keys_by_clientid.get(&client.clientid).cloned()
+        };
+        known.unwrap_or_else(|| vec![v4_key(&self.attribute(client), &client.tag())])
+    }
+
+    /// rm_clid: the client expired or was destroyed; its reclaim rights go with it. A record
+    /// already rewritten by a newer incarnation of the same client (same tag) is kept.
+    pub fn rm_clid(&self, client: &ClientInfo) {
+        let _guard = self.records.read().unwrap_or_else(|e| e.into_inner());
+        for key in self.keys_of(client, true) {
+            match self.store.get(&key) {
+                Ok(Some(bytes)) => match ClientRecord::decode(&bytes) {
+                    Ok(rec) if rec.clientid != client.clientid => {
+                        log::debug!(
+                            "rm_clid {:#x}: {key} belongs to client {:#x}; kept",
+                            client.clientid,
+                            rec.clientid
+                        );
+                        continue;
+                    }
+                    _ => {}
+                },
+                Ok(None) => continue,
+                Err(e) => log::warn!("rm_clid {:#x}: reading {key}: {e}", client.clientid),
+            }
+            match self.store.delete(&key) {
+                Ok(_) => log::debug!("rm_clid {:#x}: removed {key}", client.clientid),
+                Err(e) => log::error!("rm_clid {:#x}: {e}", client.clientid),
+            }
+        }
+    }
+
+    /// add_revoke_fh: remembers a revoked delegation's file handle in the client's record.
+    pub fn add_revoke_fh(&self, client: &ClientInfo, fh: &[u8]) {
+        let encoded = crate::records::base64url(fh);
+        let _guard = self.records.read().unwrap_or_else(|e| e.into_inner());
+        for key in self.keys_of(client, false) {
+            let mut record = match self.store.get(&key) {
+                Ok(Some(bytes)) => match ClientRecord::decode(&bytes) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        log::warn!("add_revoke_fh: record {key:?} unreadable ({e}); rewriting it");
+                        ClientRecord {
+                            clientid: client.clientid,
+                            stamp: self.stamp(self.state().grace.epoch),
+                            revoked: Vec::new(),
+                        }
+                    }
+                },
+                Ok(None) => {
+                    log::warn!(
+                        "add_revoke_fh {:#x}: no record {key}; creating it",
+                        client.clientid
+                    );
+                    ClientRecord {
+                        clientid: client.clientid,
+                        stamp: self.stamp(self.state().grace.epoch),
+                        revoked: Vec::new(),
+                    }
+                }
+                Err(e) => {
+                    log::error!(
+                        "add_revoke_fh {:#x}: {e}; revoked handle not recorded",
+                        client.clientid
+                    );
+                    continue;
+                }
+            };
+            if !record.revoked.contains(&encoded) {
+                record.revoked.push(encoded.clone());
+            }
+            if let Err(e) = self.store.put(&key, &record.encode()) {
+                log::error!(
+                    "add_revoke_fh {:#x}: {e}; revoked handle not recorded",
+                    client.clientid
+                );
+            }
+        }
+    }
+
+    /// end_grace: the grace period completed. Clients offered reclaim that did not come
+    /// back lose their records (S2).
+    pub fn end_grace(&self) {
+        let _guard = self.records.write().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state();
+        let offered = std::mem::take(&mut st.offered);
+        let mut removed = 0usize;
+        for (key, stamp) in offered {
+            match self.store.get(&key) {
+                Ok(Some(bytes)) => match ClientRecord::decode(&bytes) {
+                    Ok(rec) if rec.stamp == stamp => match self.store.delete(&key) {
+                        Ok(_) => removed += 1,
+                        Err(e) => log::error!("end_grace: {e}"),
+                    },
+                    Ok(_) => {} // rewritten: the client reclaimed
+                    Err(e) => log::warn!("end_grace: record {key:?} unreadable ({e}); kept"),
+                },
+                Ok(None) => {}
+                Err(e) => log::error!("end_grace: {e}"),
+            }
+        }
+        st.grace.in_grace = false;
+        st.scope = None;
+        if let Err(e) = self
+            .store
+            .put(&grace_key(&self.node_id), &st.grace.encode())
+        {
+            log::error!(
+                "end_grace: cannot record the end of grace epoch {}: {e}",
+                st.grace.epoch
+            );
+        }
+        log::info!(
+            "grace epoch {} ended; {removed} client(s) that did not reclaim lost their records",
+            st.grace.epoch
+        );
+    }
+
+    pub fn in_grace(&self) -> bool {
+        self.state().grace.in_grace
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.state().grace.epoch
+    }
+}
+
+fn describe_scope(scope: &Option<BTreeSet<IpAddr>>) -> String {
+    match scope {
+        None => "all records of this node".into(),
+        Some(ips) => {
+            let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+            format!("takeover of {}", ips.join(", "))
+        }
+    }
+}
+
+/// Seconds since the epoch: only used to leave an unreadable grace record behind with an
+/// epoch far above any stamp it could have issued.
+fn now_epoch_floor() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1 << 40)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn client(id: u64, owner: &str, server: Option<&str>) -> ClientInfo {
+        ClientInfo {
+            clientid: id,
+            owner: owner.as_bytes().to_vec(),
+            caller_addr: Some("::ffff:127.0.0.1".into()),
+            server_addr: server.map(|s| s.parse().unwrap()),
+            minor_version: 1,
+        }
+    }
+
+    /// Restarts the backend on the same store, as a crashed Ganesha would.
+    fn restart(b: Backend) -> Backend {
+        let Backend { store, node_id, .. } = b;
+        Backend::with_store(store, &node_id).unwrap()
+    }
+
+    fn tags(entries: &[ReclaimEntry]) -> Vec<&str> {
+        entries.iter().map(|e| e.tag.as_str()).collect()
+    }
+
+    #[test]
+    fn restart_offers_previous_clients_and_end_grace_drops_the_absent() {
+        let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();
+        assert!(b.read_clids(&GraceStart::Restart).is_empty());
+        b.end_grace();
+        let (t1, r1) = b.add_clid(&client(1, "c1", Some("10.0.0.1")));
+        let (t2, r2) = b.add_clid(&client(2, "c2", None));
+        assert!(r1.is_ok() && r2.is_ok());
+
+        let b = restart(b);
+        let offered = b.read_clids(&GraceStart::Restart);
+        assert_eq!(tags(&offered), vec![t1.as_str(), t2.as_str()]);
+        // c1 reclaims (Ganesha re-adds it with a new client id); c2 does not.
+        b.add_clid(&client(11, "c1", Some("10.0.0.1")));
+        b.end_grace();
+
+        let b = restart(b);
+        assert_eq!(tags(&b.read_clids(&GraceStart::Restart)), vec![t1.as_str()]);
+    }
+
+    #[test]
+    fn crash_during_grace_keeps_reclaim_rights() {
+        let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();
+        b.read_clids(&GraceStart::Restart);
+        b.end_grace();
+        b.add_clid(&client(1, "c1", None));
+        b.add_clid(&client(2, "c2", None));
+        let b = restart(b);
+        assert_eq!(b.read_clids(&GraceStart::Restart).len(), 2);
+        b.add_clid(&client(3, "c1", None)); // c1 reclaims, then the server crashes
+        let b = restart(b);
+        assert_eq!(
+            b.read_clids(&GraceStart::Restart).len(),
+            2,
+            "c2 keeps its rights"
+        );
+    }
+
+    #[test]
+    fn rm_clid_spares_a_newer_incarnation_with_the_same_tag() {
+        let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();
+        b.read_clids(&GraceStart::Restart);
+        b.end_grace();
+        b.add_clid(&client(1, "c1", None));
+        b.add_clid(&client(2, "c1", None)); // client rebooted: same owner, new client id
+        b.rm_clid(&client(1, "c1", None)); // the old one expires
+        let b = restart(b);
+        assert_eq!(b.read_clids(&GraceStart::Restart).len(), 1);
+        b.rm_clid(&client(2, "c1", None));
+        b.end_grace();
+        let b = restart(b);
+        assert!(b.read_clids(&GraceStart::Restart).is_empty());
+    }
+
+    #[test]
+    fn takeover_offers_only_that_ips_clients_and_entries_are_unique() {
+        let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();
+        b.read_clids(&GraceStart::Restart);
+        b.end_grace();
+        b.add_clid(&client(1, "a", Some("10.0.0.1")));
+        b.add_clid(&client(2, "b", Some("10.0.0.2")));
+        b.add_revoke_fh(&client(1, "a", Some("10.0.0.1")), b"\x01\x02");
+        b.add_revoke_fh(&client(1, "a", Some("10.0.0.1")), b"\x01\x02");
+        let offered = b.read_clids(&GraceStart::TakeIp("10.0.0.1".parse().unwrap()));
+        assert_eq!(offered.len(), 1);
+        assert!(offered[0].tag.ends_with("-(1:a)"));
+        assert_eq!(offered[0].revoked, vec!["AQI=".to_string()]);
+        // A second takeover in the same grace period adds that IP's clients.
+        let offered = b.read_clids(&GraceStart::TakeIp("10.0.0.2".parse().unwrap()));
+        assert_eq!(offered.len(), 2);
+    }
+
+    #[test]
+    fn bad_records_are_skipped() {
+        let store = MemoryStore::new();
+        store
+            .put(
+                "v4@local@good-(1:g)",
+                &ClientRecord {
+                    clientid: 1,
+                    stamp: "x.1".into(),
+                    revoked: vec![],
+                }
+                .encode(),
+            )
+            .unwrap();
+        store.put("v4@local@bad-(1:b)", b"garbage").unwrap();
+        store.put("v4@nonsense", b"v1 clientid=1 stamp=x").unwrap();
+        let b = Backend::with_store(Box::new(store), "n1").unwrap();
+        assert_eq!(
+            tags(&b.read_clids(&GraceStart::Restart)),
+            vec!["good-(1:g)"]
+        );
+    }
+}

@@ -1,0 +1,78 @@
+/*
+ * The CTDB_RECOVERY { } block description handed to Ganesha's load_config_from_parse().
+ * Every key is a string; the Rust side validates values (so that its messages can name the
+ * key, the bad value and what to write instead) from the commit callback, and once more
+ * after parsing because Ganesha does not call commit when the block is absent.
+ */
+#include <stdlib.h>
+#include "ganesha_abi.h"
+
+struct ctdb_recovery_param {
+	char *store;
+	char *dir;
+	char *node_id;
+};
+
+/* Implemented in Rust (src/ganesha/config.rs): returns the number of invalid values. */
+extern int ganesha_ctdb_validate_param(const struct ctdb_recovery_param *param);
+
+static struct ctdb_recovery_param param;
+
+static void *ctdb_recovery_init(void *link_mem, void *self_struct)
+{
+	(void)link_mem;
+	return self_struct;
+}
+
+static int ctdb_recovery_commit(void *node, void *link_mem, void *self_struct,
+				struct config_error_type *err_type)
+{
+	int errors;
+
+	(void)node;
+	(void)link_mem;
+	errors = ganesha_ctdb_validate_param(self_struct);
+	if (errors > 0) {
+		err_type->flags |= GSH_CONFIG_ERR_INVALID;
+		err_type->errors += (uint32_t)errors;
+	}
+	return errors;
+}
+
+#define STR_ITEM(_name, _type, _def, _field)                                   \
+	{                                                                      \
+		.name = _name, .type = _type,                                  \
+		.u.str = {.minsize = 1, .maxsize = 4095, .def = _def },        \
+		.off = offsetof(struct ctdb_recovery_param, _field)            \
+	}
+
+static struct config_item items[] = {
+	STR_ITEM("Store", GSH_CONFIG_STRING, "dir", store),
+	STR_ITEM("Dir", GSH_CONFIG_PATH, "/var/lib/ganesha-ctdb", dir),
+	STR_ITEM("Node_Id", GSH_CONFIG_STRING, NULL, node_id),
+	{ .name = NULL },
+};
+
+static struct config_block block = {
+	.dbus_interface_name = "org.ganesha.nfsd.config.ctdb_recovery",
+	.blk_desc = {
+		.name = "CTDB_RECOVERY",
+		.type = GSH_CONFIG_BLOCK,
+		.flags = GSH_CONFIG_UNIQUE,
+		.u.blk = {
+			.init = ctdb_recovery_init,
+			.params = items,
+			.commit = ctdb_recovery_commit,
+		},
+	},
+};
+
+struct config_block *ganesha_ctdb_config_block(void)
+{
+	return &block;
+}
+
+struct ctdb_recovery_param *ganesha_ctdb_config_param(void)
+{
+	return &param;
+}

@@ -1,0 +1,364 @@
+//! The symbols Ganesha looks up in libganesha_rados_recov.so, and the 13 hooks of
+//! struct nfs4_recovery_backend. Each one is panic-safe (see [`super::guard`]) and trusts
+//! nothing it is handed before validating it.
+
+use super::bindings::{
+    add_clid_entry_hook, add_rfh_entry_hook, config_error_type, nfs4_recovery_backend,
+    nfs_client_id_t, nfs_fh4, nfs_grace_start_t, GSH_CID_RECOV_TAG_OFF,
+};
+use super::layout::{layout_for, read_client, Layout, SUPPORTED};
+use super::symbols::ganesha;
+use super::{config, guard, logging};
+use crate::backend::{Backend, ClientInfo, GraceStart};
+use crate::config::{hostname, Config, RawConfig};
+use std::cell::UnsafeCell;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+/// What recovery_init set up; hooks called before it (or after shutdown) do nothing.
+struct Running {
+    backend: Arc<Backend>,
+    layout: Layout,
+}
+
+static RUNNING: RwLock<Option<Running>> = RwLock::new(None);
+
+fn running() -> Option<(Arc<Backend>, Layout)> {
+    let guard = RUNNING.read().unwrap_or_else(|e| e.into_inner());
+    guard.as_ref().map(|r| (Arc::clone(&r.backend), r.layout))
+}
+
+/// The vtable handed to Ganesha. Ganesha keeps a pointer to it for the life of the process
+/// and only reads it; it lives in writable memory because Ganesha's type is not const.
+struct Vtable(UnsafeCell<nfs4_recovery_backend>);
+// SAFETY: never written after initialisation, by us or (per its source) by Ganesha.
+unsafe impl Sync for Vtable {}
+
+static VTABLE: Vtable = Vtable(UnsafeCell::new(nfs4_recovery_backend {
+    recovery_init: Some(recovery_init),
+    recovery_shutdown: Some(recovery_shutdown),
+    recovery_read_clids: Some(recovery_read_clids),
+    add_clid: Some(add_clid),
+    rm_clid: Some(rm_clid),
+    add_revoke_fh: Some(add_revoke_fh),
+    end_grace: Some(end_grace),
+    maybe_start_grace: Some(maybe_start_grace),
+    try_lift_grace: Some(try_lift_grace),
+    set_enforcing: Some(set_enforcing),
+    grace_enforcing: Some(grace_enforcing),
+    is_member: Some(is_member),
+    get_nodeid: Some(get_nodeid),
+}));
+
+fn hand_out_vtable(name: &str, backend: *mut *mut nfs4_recovery_backend) {
+    guard(name, (), || {
+        logging::init(None);
+        if backend.is_null() {
+            log::error!("{name}: Ganesha passed a NULL backend pointer");
+            return;
+        }
+        // SAFETY: backend is Ganesha's out-parameter for the vtable address.
+        unsafe { *backend = VTABLE.0.get() };
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn rados_kv_backend_init(backend: *mut *mut nfs4_recovery_backend) {
+    hand_out_vtable("rados_kv_backend_init", backend)
+}
+
+#[no_mangle]
+pub extern "C" fn rados_ng_backend_init(backend: *mut *mut nfs4_recovery_backend) {
+    hand_out_vtable("rados_ng_backend_init", backend)
+}
+
+#[no_mangle]
+pub extern "C" fn rados_cluster_backend_init(backend: *mut *mut nfs4_recovery_backend) {
+    hand_out_vtable("rados_cluster_backend_init", backend)
+}
+
+#[no_mangle]
+pub extern "C" fn rados_load_config_from_parse(
+    parse_tree: *mut c_void,
+    err_type: *mut config_error_type,
+) -> c_int {
+    guard("rados_load_config_from_parse", -1, || {
+        logging::init(None);
+        config::load(parse_tree, err_type)
+    })
+}
+
+extern "C" fn recovery_init() -> c_int {
+    guard("recovery_init", -libc::EINVAL, || {
+        let g = ganesha();
+        let Some(layout) = g.version.and_then(layout_for) else {
+            log::error!(
+                "Ganesha {} (from {}) has a client struct layout ganesha-ctdb does not know \
+                 (supported: {SUPPORTED}); refusing to start rather than guess",
+                g.version
+                    .map_or("of unknown version".into(), |(a, b)| format!("{a}.{b}")),
+                g.library.as_deref().unwrap_or("no libganesha_nfsd found")
+            );
+            return -libc::ENOTSUP;
+        };
+        logging::init(Some(layout.component_state));
+        let config = match config::parsed_config() {
+            Some(c) => c,
+            None => match Config::from_raw(&RawConfig::default(), hostname) {
+                Ok(c) => c,
+                Err(errors) => {
+                    for e in errors {
+                        log::error!("{e}");
+                    }
+                    return -libc::EINVAL;
+                }
+            },
+        };
+        match Backend::open(&config) {
+            Ok(backend) => {
+                log::info!("recovery backend ready for Ganesha {} layout", layout.name);
+                *RUNNING.write().unwrap_or_else(|e| e.into_inner()) = Some(Running {
+                    backend: Arc::new(backend),
+                    layout,
+                });
+                0
+            }
+            Err(e) => {
+                log::error!("cannot start the recovery backend: {e}");
+                -libc::EIO
+            }
+        }
+    })
+}
+
+extern "C" fn recovery_shutdown() {
+    guard("recovery_shutdown", (), || {
+        if RUNNING
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some()
+        {
+            log::info!("recovery backend shut down");
+        }
+    })
+}
+
+/// # Safety
+/// `gsp` is null or Ganesha's nfs_grace_start_t for this call.
+unsafe fn grace_start(gsp: *const nfs_grace_start_t) -> GraceStart {
+    if gsp.is_null() {
+        return GraceStart::Restart;
+    }
+    let event = (*gsp).event;
+    let ip = if (*gsp).ipaddr.is_null() {
+        None
+    } else {
+        // ipaddr comes from a D-Bus string; bound the read before trusting it.
+        let len = libc::strnlen((*gsp).ipaddr, 256);
+        let bytes = std::slice::from_raw_parts((*gsp).ipaddr as *const u8, len);
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    };
+    match (event, ip.as_deref().map(str::parse::<IpAddr>)) {
+        (5, Some(Ok(addr))) => GraceStart::TakeIp(addr),
+        _ => GraceStart::Unsupported {
+            event,
+            detail: format!(
+                "nodeid {}, address {:?}",
+                (*gsp).nodeid,
+                ip.unwrap_or_default()
+            ),
+        },
+    }
+}
+
+extern "C" fn recovery_read_clids(
+    gsp: *mut nfs_grace_start_t,
+    add_clid_entry: add_clid_entry_hook,
+    add_rfh_entry: add_rfh_entry_hook,
+) {
+    guard("recovery_read_clids", (), || {
+        let Some((backend, _)) = running() else {
+            return;
+        };
+        let Some(add_clid_entry) = add_clid_entry else {
+            log::error!("recovery_read_clids: Ganesha passed no add_clid_entry callback");
+            return;
+        };
+        // SAFETY: gsp is null or valid for this call (Ganesha holds grace_mutex).
+        let start = unsafe { grace_start(gsp) };
+        for entry in backend.read_clids(&start) {
+            let Ok(tag) = CString::new(entry.tag.clone()) else {
+                log::warn!("skipping tag with a NUL byte: {:?}", entry.tag);
+                continue;
+            };
+            // SAFETY: Ganesha copies the name into its own clid_entry_t.
+            let clid = unsafe { add_clid_entry(tag.as_ptr() as *mut c_char) };
+            if clid.is_null() {
+                continue;
+            }
+            let Some(add_rfh) = add_rfh_entry else {
+                continue;
+            };
+            for fh in entry.revoked {
+                if let Ok(fh) = CString::new(fh) {
+                    // SAFETY: Ganesha strdup's the handle string.
+                    unsafe { add_rfh(clid, fh.as_ptr() as *mut c_char) };
+                }
+            }
+        }
+    })
+}
+
+/// Decodes the client behind a hook's nfs_client_id_t, logging why not when it cannot.
+fn client_of(hook: &str, cid: *mut nfs_client_id_t, layout: &Layout) -> Option<ClientInfo> {
+    // SAFETY: Ganesha passes a live client (with cid_mutex held) to these hooks.
+    match unsafe { read_client(cid as *const c_void, layout) } {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::error!("{hook}: {e}; client ignored");
+            None
+        }
+    }
+}
+
+/// # Safety
+/// `cid` points to a live nfs_client_id_t whose cid_mutex the caller holds.
+unsafe fn recov_tag_slot(cid: *mut nfs_client_id_t) -> *mut *mut c_char {
+    (cid as *mut u8).add(GSH_CID_RECOV_TAG_OFF as usize) as *mut *mut c_char
+}
+
+extern "C" fn add_clid(cid: *mut nfs_client_id_t) {
+    guard("add_clid", (), || {
+        let Some((backend, layout)) = running() else {
+            return;
+        };
+        let Some(client) = client_of("add_clid", cid, &layout) else {
+            return;
+        };
+        let (tag, _stored) = backend.add_clid(&client);
+        // Ganesha frees cid_recov_tag with free(): it must come from malloc.
+        let len = tag.len();
+        // SAFETY: malloc of len+1 bytes, filled with the tag and a NUL; the slot is the
+        // client's cid_recov_tag, which only this backend sets (freed by Ganesha or rm_clid).
+        unsafe {
+            let buf = libc::malloc(len + 1) as *mut u8;
+            if buf.is_null() {
+                log::error!("add_clid: out of memory for the recovery tag");
+                return;
+            }
+            std::ptr::copy_nonoverlapping(tag.as_ptr(), buf, len);
+            *buf.add(len) = 0;
+            let slot = recov_tag_slot(cid);
+            let old = *slot;
+            *slot = buf as *mut c_char;
+            if !old.is_null() {
+                libc::free(old as *mut c_void);
+            }
+        }
+    })
+}
+
+extern "C" fn rm_clid(cid: *mut nfs_client_id_t) {
+    guard("rm_clid", (), || {
+        let Some((backend, layout)) = running() else {
+            return;
+        };
+        if let Some(client) = client_of("rm_clid", cid, &layout) {
+            backend.rm_clid(&client);
+        }
+        // As Ganesha's own backends do: free the tag and clear it, so the caller's later
+        // free() sees NULL.
+        // SAFETY: cid is live with cid_mutex held; the tag came from malloc in add_clid.
+        unsafe {
+            let slot = recov_tag_slot(cid);
+            if !(*slot).is_null() {
+                libc::free(*slot as *mut c_void);
+                *slot = std::ptr::null_mut();
+            }
+        }
+    })
+}
+
+extern "C" fn add_revoke_fh(cid: *mut nfs_client_id_t, fh: *mut nfs_fh4) {
+    guard("add_revoke_fh", (), || {
+        let Some((backend, layout)) = running() else {
+            return;
+        };
+        let Some(client) = client_of("add_revoke_fh", cid, &layout) else {
+            return;
+        };
+        if fh.is_null() {
+            log::error!("add_revoke_fh: Ganesha passed a NULL file handle");
+            return;
+        }
+        // SAFETY: fh is Ganesha's nfs_fh4 for this call; length bounded by NFS4_FHSIZE.
+        let bytes = unsafe {
+            let len = (*fh).nfs_fh4_len as usize;
+            if len == 0 || len > 128 || (*fh).nfs_fh4_val.is_null() {
+                log::error!("add_revoke_fh: file handle of {len} bytes (NFSv4 allows 1 to 128)");
+                return;
+            }
+            std::slice::from_raw_parts((*fh).nfs_fh4_val as *const u8, len).to_vec()
+        };
+        backend.add_revoke_fh(&client, &bytes);
+    })
+}
+
+extern "C" fn end_grace() {
+    guard("end_grace", (), || {
+        if let Some((backend, _)) = running() {
+            backend.end_grace();
+        }
+    })
+}
+
+extern "C" fn maybe_start_grace() {
+    // A single node has no one else's grace period to join.
+    guard("maybe_start_grace", (), || {})
+}
+
+extern "C" fn try_lift_grace() -> bool {
+    // A single node's reclaim window is Ganesha's own: lift when Ganesha would.
+    guard("try_lift_grace", true, || true)
+}
+
+extern "C" fn set_enforcing() {
+    guard("set_enforcing", (), || {
+        log::debug!("grace: this node enforces grace");
+    })
+}
+
+extern "C" fn grace_enforcing() -> bool {
+    guard("grace_enforcing", true, || true)
+}
+
+extern "C" fn is_member() -> bool {
+    guard("is_member", true, || true)
+}
+
+extern "C" fn get_nodeid(pnodeid: *mut *mut c_char) -> c_int {
+    guard("get_nodeid", -libc::EINVAL, || {
+        if pnodeid.is_null() {
+            return -libc::EINVAL;
+        }
+        let id = match running() {
+            Some((b, _)) => b.node_id().to_string(),
+            None => return -libc::ENOENT,
+        };
+        let Ok(c) = CString::new(id) else {
+            return -libc::EINVAL;
+        };
+        // SAFETY: Ganesha frees *pnodeid with gsh_free (free() in its libc allocator build),
+        // so it must come from malloc: strdup does that.
+        unsafe {
+            let dup = libc::strdup(c.as_ptr());
+            if dup.is_null() {
+                return -libc::ENOMEM;
+            }
+            *pnodeid = dup;
+        }
+        0
+    })
+}

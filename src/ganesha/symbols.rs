@@ -1,0 +1,133 @@
+//! Ganesha's exported symbols, found at run time with dlsym(RTLD_DEFAULT) instead of
+//! link-time imports: the library must also load where Ganesha is absent (the CLI, tests),
+//! and a missing symbol must become a clear refusal, not a dlopen failure.
+
+use super::bindings::{display_log_component_level_fn, load_config_from_parse_fn};
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::OnceLock;
+
+/// The running Ganesha as far as we could identify it.
+pub struct Ganesha {
+    /// (major, minor) from the file name of the library that exports Ganesha's functions
+    /// (libganesha_nfsd.so.4.3 → (4, 3)).
+    pub version: Option<(u32, u32)>,
+    pub library: Option<String>,
+    pub display_log: display_log_component_level_fn,
+    /// Address of the exported `log_levels_t *component_log_level` variable.
+    component_log_level: *const *const i32,
+    pub load_config_from_parse: load_config_from_parse_fn,
+}
+
+// SAFETY: the fields are addresses of Ganesha's functions and global variables, which live
+// as long as the process; reading the variables is done with volatile reads.
+unsafe impl Send for Ganesha {}
+unsafe impl Sync for Ganesha {}
+
+static GANESHA: OnceLock<Ganesha> = OnceLock::new();
+
+pub fn ganesha() -> &'static Ganesha {
+    GANESHA.get_or_init(resolve)
+}
+
+fn lookup(name: &CStr) -> *mut c_void {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+}
+
+fn resolve() -> Ganesha {
+    let log = lookup(c"DisplayLogComponentLevel");
+    let levels = lookup(c"component_log_level");
+    let load = lookup(c"load_config_from_parse");
+    let library = library_of(load);
+    let version = library.as_deref().and_then(version_from_library);
+    Ganesha {
+        version,
+        library,
+        // SAFETY: a non-null dlsym result for these names is Ganesha's function of that
+        // signature (ganesha-abi.md); null stays None.
+        display_log: unsafe {
+            std::mem::transmute::<*mut c_void, display_log_component_level_fn>(log)
+        },
+        component_log_level: levels as *const *const i32,
+        load_config_from_parse: unsafe {
+            std::mem::transmute::<*mut c_void, load_config_from_parse_fn>(load)
+        },
+    }
+}
+
+/// The path of the shared object that contains `addr`.
+fn library_of(addr: *mut c_void) -> Option<String> {
+    if addr.is_null() {
+        return None;
+    }
+    let mut info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    // SAFETY: info is a valid out-parameter; dladdr only reads addr as a number.
+    let found = unsafe { libc::dladdr(addr as *const c_void, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the dynamic linker.
+    let name = unsafe { CStr::from_ptr(info.dli_fname as *const c_char) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// `.../libganesha_nfsd.so.4.3` → (4, 3). Anything else is unknown.
+pub fn version_from_library(path: &str) -> Option<(u32, u32)> {
+    let base = path.rsplit('/').next()?;
+    let rest = base.strip_prefix("libganesha_nfsd.so.")?;
+    let mut parts = rest.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+impl Ganesha {
+    /// Ganesha's current level for a log component, or None outside Ganesha.
+    pub fn component_level(&self, component: usize) -> Option<i32> {
+        if self.component_log_level.is_null() {
+            return None;
+        }
+        // SAFETY: component_log_level is Ganesha's exported pointer to its array of
+        // COMPONENT_COUNT (37 in 4.3/5.x, 37 in 6.x) levels; callers pass indices < 32.
+        unsafe {
+            let array = std::ptr::read_volatile(self.component_log_level);
+            if array.is_null() || component >= 32 {
+                return None;
+            }
+            Some(std::ptr::read_volatile(array.add(component)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_library_names() {
+        assert_eq!(
+            version_from_library("/usr/lib/ganesha/libganesha_nfsd.so.4.3"),
+            Some((4, 3))
+        );
+        assert_eq!(version_from_library("libganesha_nfsd.so.6.2"), Some((6, 2)));
+        assert_eq!(
+            version_from_library("/usr/lib/ganesha/libganesha_nfsd.so"),
+            None
+        );
+        assert_eq!(version_from_library("/usr/bin/ganesha.nfsd"), None);
+        assert_eq!(version_from_library("libganesha_nfsd.so.x.1"), None);
+    }
+
+    #[test]
+    fn outside_ganesha_nothing_resolves() {
+        let g = ganesha();
+        assert!(g.display_log.is_none() && g.load_config_from_parse.is_none());
+        assert_eq!(g.version, None);
+        assert_eq!(g.component_level(21), None);
+    }
+}

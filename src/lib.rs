@@ -1,0 +1,15 @@
+//! ganesha-ctdb: an NFS-Ganesha recovery backend that keeps client recovery records in a
+//! replicated store (CTDB persistent databases, or a directory), keyed by the server IP the
+//! client used, so that an IP takeover lets exactly that IP's clients reclaim.
+//!
+//! Data flows one way: Ganesha hook → [`ganesha`] (raw pointers decoded into Rust values) →
+//! [`backend`] → [`records`] → [`store`]. Nothing below `ganesha` sees a raw pointer.
+
+#![deny(unsafe_code)]
+
+pub mod backend;
+pub mod config;
+#[allow(unsafe_code)]
+pub mod ganesha;
+pub mod records;
+pub mod store;

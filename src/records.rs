@@ -1,0 +1,353 @@
+//! Client records: the recovery tag Ganesha compares on reclaim, the store keys, and the
+//! record values. Pure functions on plain data; nothing here does I/O.
+
+use std::fmt;
+
+/// Ganesha's display buffer for the owner part of a tag is PATH_MAX bytes.
+const OWNER_DISPLAY_MAX: usize = 4096;
+/// What Ganesha writes in place of the caller address when the client has no gsh_client.
+pub const UNKNOWN_ADDR: &str = "(unknown)";
+
+/// Builds the recovery tag exactly as Ganesha's own backends do (rados_kv_create_val, fs):
+/// `<caller-addr>-(<n>:<owner>)`, where the owner is copied as is when every byte is
+/// printable ASCII and none is '/', and is `0x` + lowercase hex otherwise; `n` is the length
+/// of that rendering. Ganesha matches reclaiming clients by comparing this string
+/// (nfs4_chk_clid), so any deviation silently refuses every reclaim.
+pub fn recovery_tag(caller_addr: Option<&str>, owner: &[u8]) -> String {
+    let addr = caller_addr.unwrap_or(UNKNOWN_ADDR);
+    let rendered = render_owner(owner);
+    format!("{addr}-({}:{rendered})", rendered.len())
+}
+
+fn render_owner(owner: &[u8]) -> String {
+    // Ganesha renders nothing for an owner whose length is out of range (its assert is
+    // compiled out in release builds), so the tag then ends in "-(0:)".
+    if owner.is_empty() || owner.len() > OWNER_DISPLAY_MAX {
+        return String::new();
+    }
+    // isprint() in the C locale (Ganesha never calls setlocale): 0x20..=0x7e.
+    let plain = owner
+        .iter()
+        .all(|&b| (0x20..=0x7e).contains(&b) && b != b'/');
+    let mut s = if plain {
+        owner.iter().map(|&b| b as char).collect::<String>()
+    } else {
+        let mut s = String::with_capacity(2 + owner.len() * 2);
+        s.push_str("0x");
+        for b in owner {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    };
+    // Ganesha's display buffer truncates with "..." when the rendering does not fit;
+    // reachable only with owners over 2046 bytes, which NFSv4's XDR (1024) forbids.
+    if s.len() >= OWNER_DISPLAY_MAX {
+        s.truncate(OWNER_DISPLAY_MAX - 4);
+        s.push_str("...");
+    }
+    s
+}
+
+/// Where a client record is filed: the server IP the client used, or `local` when the
+/// standalone node cannot tell (NFSv4.0 clients do not say which address they used).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServerIp {
+    Ip(std::net::IpAddr),
+    Local,
+}
+
+impl fmt::Display for ServerIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerIp::Ip(ip) => write!(f, "{ip}"),
+            ServerIp::Local => f.write_str("local"),
+        }
+    }
+}
+
+impl ServerIp {
+    pub fn parse(s: &str) -> Option<ServerIp> {
+        if s == "local" {
+            return Some(ServerIp::Local);
+        }
+        s.parse().ok().map(ServerIp::Ip)
+    }
+}
+
+pub const V4_PREFIX: &str = "v4@";
+pub const GRACE_PREFIX: &str = "grace@";
+
+/// `v4@<server-ip>@<recovery-tag>` (design §4).
+pub fn v4_key(ip: &ServerIp, tag: &str) -> String {
+    format!("{V4_PREFIX}{ip}@{tag}")
+}
+
+/// Splits a `v4@` key back into its server IP and tag.
+pub fn parse_v4_key(key: &str) -> Option<(ServerIp, &str)> {
+    let rest = key.strip_prefix(V4_PREFIX)?;
+    let (ip, tag) = rest.split_once('@')?;
+    if tag.is_empty() {
+        return None;
+    }
+    Some((ServerIp::parse(ip)?, tag))
+}
+
+/// `grace@<node>`: that node's grace record, written by that node only.
+pub fn grace_key(node: &str) -> String {
+    format!("{GRACE_PREFIX}{node}")
+}
+
+/// The value stored under a `v4@` key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// The Ganesha client id that wrote the record: rm_clid of an older incarnation of the
+    /// same client (same tag) must not delete the newer one's record.
+    pub clientid: u64,
+    /// `<node>.<epoch>` of the writer: tells a record rewritten during this grace period
+    /// (the client reclaimed) from one left over from before it.
+    pub stamp: String,
+    /// Revoked delegation file handles, base64url with '=' padding, as Ganesha's backends
+    /// hand them to add_rfh_entry.
+    pub revoked: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl ClientRecord {
+    /// Text so that operators can read it with `ctdb catdb` or `cat`:
+    /// `v1 clientid=<n> stamp=<node.epoch> [rfh=<b64>]...`
+    pub fn encode(&self) -> Vec<u8> {
+        let mut s = format!("v1 clientid={} stamp={}", self.clientid, self.stamp);
+        for fh in &self.revoked {
+            s.push_str(" rfh=");
+            s.push_str(fh);
+        }
+        s.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<ClientRecord, DecodeError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| DecodeError("client record is not UTF-8".into()))?;
+        let mut words = text.split(' ');
+        if words.next() != Some("v1") {
+            return Err(DecodeError(format!(
+                "unknown client record format: {text:.40}"
+            )));
+        }
+        let mut clientid = None;
+        let mut stamp = None;
+        let mut revoked = Vec::new();
+        for word in words {
+            let (k, v) = word
+                .split_once('=')
+                .ok_or_else(|| DecodeError(format!("malformed field {word:.40}")))?;
+            match k {
+                "clientid" => {
+                    clientid = Some(
+                        v.parse::<u64>()
+                            .map_err(|_| DecodeError(format!("bad clientid {v:.40}")))?,
+                    )
+                }
+                "stamp" if !v.is_empty() => stamp = Some(v.to_string()),
+                "rfh" if is_base64url(v) => revoked.push(v.to_string()),
+                _ => return Err(DecodeError(format!("bad field {word:.60}"))),
+            }
+        }
+        Ok(ClientRecord {
+            clientid: clientid.ok_or_else(|| DecodeError("no clientid".into()))?,
+            stamp: stamp.ok_or_else(|| DecodeError("no stamp".into()))?,
+            revoked,
+        })
+    }
+}
+
+fn is_base64url(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='))
+}
+
+/// base64url with '=' padding: the alphabet and padding of Ganesha's base64url_encode,
+/// whose output Ganesha later decodes when it replays revoked handles.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// This node's grace record (`grace@<node>`). In the single-node store it holds the epoch
+/// that stamps records, and whether a grace period is open (a crash leaves it open).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct GraceRecord {
+    pub epoch: u64,
+    pub in_grace: bool,
+}
+
+impl GraceRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        format!(
+            "v1 epoch={} in_grace={}",
+            self.epoch,
+            u8::from(self.in_grace)
+        )
+        .into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<GraceRecord, DecodeError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| DecodeError("grace record is not UTF-8".into()))?;
+        let mut rec = GraceRecord::default();
+        let mut words = text.split(' ');
+        if words.next() != Some("v1") {
+            return Err(DecodeError(format!(
+                "unknown grace record format: {text:.40}"
+            )));
+        }
+        for word in words {
+            match word.split_once('=') {
+                Some(("epoch", v)) => {
+                    rec.epoch = v
+                        .parse()
+                        .map_err(|_| DecodeError(format!("bad epoch {v:.40}")))?
+                }
+                Some(("in_grace", "0")) => rec.in_grace = false,
+                Some(("in_grace", "1")) => rec.in_grace = true,
+                _ => return Err(DecodeError(format!("bad field {word:.60}"))),
+            }
+        }
+        Ok(rec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_owner_is_copied() {
+        assert_eq!(
+            recovery_tag(Some("::ffff:127.0.0.1"), b"Linux NFSv4.1 client1"),
+            "::ffff:127.0.0.1-(21:Linux NFSv4.1 client1)"
+        );
+    }
+
+    #[test]
+    fn binary_or_slash_owner_is_hex_and_length_counts_rendering() {
+        assert_eq!(
+            recovery_tag(Some("10.0.0.1"), b"a/b"),
+            "10.0.0.1-(8:0x612f62)"
+        );
+        assert_eq!(
+            recovery_tag(Some("10.0.0.1"), &[0, 0xff]),
+            "10.0.0.1-(6:0x00ff)"
+        );
+        // DEL (0x7f) and bytes >= 0x80 are not isprint in the C locale.
+        assert_eq!(recovery_tag(Some("h"), &[b'a', 0x7f]), "h-(6:0x617f)");
+        assert_eq!(recovery_tag(Some("h"), "é".as_bytes()), "h-(6:0xc3a9)");
+    }
+
+    #[test]
+    fn unknown_address_and_empty_owner() {
+        assert_eq!(recovery_tag(None, b"x"), "(unknown)-(1:x)");
+        assert_eq!(recovery_tag(Some("h"), b""), "h-(0:)");
+    }
+
+    #[test]
+    fn long_owners_follow_ganesha_lengths() {
+        let owner = vec![b'a'; 1024];
+        let tag = recovery_tag(Some("h"), &owner);
+        assert_eq!(tag, format!("h-(1024:{})", "a".repeat(1024)));
+        let bin = vec![0xabu8; 1024];
+        let tag = recovery_tag(Some("h"), &bin);
+        assert!(tag.starts_with("h-(2050:0xabab"));
+        assert_eq!(tag.len(), "h-(2050:)".len() + 2050);
+        // Beyond Ganesha's 4096-byte display buffer: truncated with "...".
+        let huge = vec![0x01u8; 3000];
+        let tag = recovery_tag(Some("h"), &huge);
+        assert!(tag.starts_with("h-(4095:0x0101"));
+        assert!(tag.ends_with("...)"));
+        assert_eq!(recovery_tag(Some("h"), &vec![b'a'; 4097]), "h-(0:)");
+    }
+
+    #[test]
+    fn v4_keys_round_trip() {
+        let ip = ServerIp::Ip("10.77.1.3".parse().unwrap());
+        let tag = "::ffff:10.0.0.9-(8:0x612f62)";
+        let key = v4_key(&ip, tag);
+        assert_eq!(key, "v4@10.77.1.3@::ffff:10.0.0.9-(8:0x612f62)");
+        assert_eq!(parse_v4_key(&key), Some((ip, tag)));
+        let v6 = ServerIp::Ip("fd00::1".parse().unwrap());
+        assert_eq!(parse_v4_key(&v4_key(&v6, "t@x")), Some((v6, "t@x")));
+        assert_eq!(parse_v4_key("v4@local@t"), Some((ServerIp::Local, "t")));
+        assert_eq!(parse_v4_key("v4@nonsense@t"), None);
+        assert_eq!(parse_v4_key("v4@10.0.0.1@"), None);
+        assert_eq!(parse_v4_key("grace@n1"), None);
+    }
+
+    #[test]
+    fn client_record_round_trip_and_rejects_garbage() {
+        let rec = ClientRecord {
+            clientid: 0x5f00_0000_0001,
+            stamp: "node1.7".into(),
+            revoked: vec![base64url(b"\x01\x02\x03\x04"), base64url(&[0xfb, 0xff])],
+        };
+        assert_eq!(ClientRecord::decode(&rec.encode()), Ok(rec));
+        for bad in [
+            &b""[..],
+            b"v2 clientid=1 stamp=a",
+            b"v1 clientid=x stamp=a",
+            b"v1 stamp=a",
+            b"v1 clientid=1",
+            b"v1 clientid=1 stamp=a rfh=not/b64",
+            b"v1 clientid=1 stamp=a extra",
+            b"\xff\xfe",
+        ] {
+            assert!(ClientRecord::decode(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn base64url_matches_rfc4648_with_padding() {
+        assert_eq!(base64url(b""), "");
+        assert_eq!(base64url(b"f"), "Zg==");
+        assert_eq!(base64url(b"fo"), "Zm8=");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(b"foob"), "Zm9vYg==");
+        assert_eq!(base64url(&[0xfb, 0xff, 0xbf]), "-_-_");
+    }
+
+    #[test]
+    fn grace_record_round_trip() {
+        let g = GraceRecord {
+            epoch: 42,
+            in_grace: true,
+        };
+        assert_eq!(GraceRecord::decode(&g.encode()), Ok(g));
+        assert!(GraceRecord::decode(b"v1 epoch=-1").is_err());
+        assert!(GraceRecord::decode(b"v1 in_grace=2").is_err());
+    }
+}

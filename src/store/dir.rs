@@ -1,0 +1,407 @@
+//! The directory store: one file per key, the embedded default for a single node.
+//!
+//! Each write is atomic and durable: a temp file is written and fsync'ed, renamed over the
+//! target, and the directory is fsync'ed, so a crash leaves either the old or the new value.
+//! A file holds `<key>\n<value>`, so the key can be recovered even from a hashed name.
+
+use super::{check_key, Scan, SkippedEntry, Store, StoreError};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Longest encoded key used as a file name; longer keys are named by their SHA-256.
+/// (NAME_MAX is 255 on Linux file systems; leave room for the temp-file prefix.)
+const MAX_PLAIN_NAME: usize = 200;
+const HASHED_PREFIX: char = '#';
+const TEMP_PREFIX: &str = ".tmp-";
+
+pub struct DirStore {
+    dir: PathBuf,
+    temp_counter: AtomicU64,
+}
+
+impl DirStore {
+    /// Opens the store in `dir`, which must exist and be writable. It is not created here:
+    /// a typo in `Dir` must not silently start an empty store (every client would lose its
+    /// reclaim rights).
+    pub fn open(dir: &Path) -> Result<DirStore, StoreError> {
+        let meta = fs::metadata(dir).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "store directory {} cannot be used: {e}; create it (mkdir -p {}) writable by \
+                 the user ganesha.nfsd runs as, or set Dir in the CTDB_RECOVERY block",
+                dir.display(),
+                dir.display()
+            ))
+        })?;
+        if !meta.is_dir() {
+            return Err(StoreError::Unavailable(format!(
+                "store directory {} is not a directory; set Dir in the CTDB_RECOVERY block to a \
+                 directory",
+                dir.display()
+            )));
+        }
+        let store = DirStore {
+            dir: dir.to_path_buf(),
+            temp_counter: AtomicU64::new(0),
+        };
+        // Prove writability now rather than at the first client's add_clid.
+        let probe = store.temp_path();
+        File::create(&probe)
+            .and_then(|f| f.sync_all())
+            .and_then(|_| fs::remove_file(&probe))
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "store directory {} is not writable: {e}; make it writable by the user \
+                     ganesha.nfsd runs as",
+                    dir.display()
+                ))
+            })?;
+        Ok(store)
+    }
+
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        self.dir.join(file_name_for_key(key))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        self.dir
+            .join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()))
+    }
+
+    fn sync_dir(&self) -> std::io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn read_entry(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+        match fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn io_err(op: &'static str, key: &str, path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        op,
+        key: key.to_string(),
+        path: Some(path.to_path_buf()),
+        source,
+    }
+}
+
+/// Splits a file's content into its key and value.
+fn split_entry(content: &[u8]) -> Option<(&str, &[u8])> {
+    let nl = content.iter().position(|&b| b == b'\n')?;
+    let key = std::str::from_utf8(&content[..nl]).ok()?;
+    Some((key, &content[nl + 1..]))
+}
+
+impl Store for DirStore {
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_key(key)?;
+        let target = self.path_of(key);
+        let temp = self.temp_path();
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
+            f.write_all(key.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.write_all(value)?;
+            f.sync_all()?;
+            fs::rename(&temp, &target)?;
+            self.sync_dir()
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            io_err("write", key, &target, e)
+        })
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_key(key)?;
+        let path = self.path_of(key);
+        let Some(content) = self
+            .read_entry(&path)
+            .map_err(|e| io_err("read", key, &path, e))?
+        else {
+            return Ok(None);
+        };
+        match split_entry(&content) {
+            Some((stored, value)) if stored == key => Ok(Some(value.to_vec())),
+            _ => Err(io_err(
+                "read",
+                key,
+                &path,
+                std::io::Error::new(
+                    ErrorKind::InvalidData,
+                    "file does not hold this key (corrupt, or a hash collision)",
+                ),
+            )),
+        }
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        check_key(key)?;
+        let path = self.path_of(key);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                self.sync_dir()
+                    .map_err(|e| io_err("delete", key, &path, e))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("delete", key, &path, e)),
+        }
+    }
+
+    fn scan(&self, prefix: &str) -> Result<Scan, StoreError> {
+        let read_dir = fs::read_dir(&self.dir).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot list store directory {}: {e}",
+                self.dir.display()
+            ))
+        })?;
+        let mut entries = Vec::new();
+        let mut skipped = Vec::new();
+        for dirent in read_dir {
+            let dirent = match dirent {
+                Ok(d) => d,
+                Err(e) => {
+                    skipped.push(SkippedEntry {
+                        location: self.dir.display().to_string(),
+                        reason: format!("directory entry unreadable: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let name = dirent.file_name();
+            let Some(name) = name.to_str() else {
+                skipped.push(SkippedEntry {
+                    location: dirent.path().display().to_string(),
+                    reason: "file name is not a store key".into(),
+                });
+                continue;
+            };
+            if name.starts_with('.') {
+                continue; // temp files of writes in progress or interrupted by a crash
+            }
+            let named_key = if name.starts_with(HASHED_PREFIX) {
+                None
+            } else {
+                match decode_file_name(name) {
+                    Some(k) if k.starts_with(prefix) => Some(k),
+                    Some(_) => continue,
+                    None => {
+                        skipped.push(SkippedEntry {
+                            location: dirent.path().display().to_string(),
+                            reason: "file name is not a store key".into(),
+                        });
+                        continue;
+                    }
+                }
+            };
+            let path = dirent.path();
+            let content = match self.read_entry(&path) {
+                Ok(Some(c)) => c,
+                Ok(None) => continue, // deleted while we listed
+                Err(e) => {
+                    skipped.push(SkippedEntry {
+                        location: path.display().to_string(),
+                        reason: format!("unreadable: {e}"),
+                    });
+                    continue;
+                }
+            };
+            match split_entry(&content) {
+                Some((key, value))
+                    if named_key
+                        .as_deref()
+                        .map_or(file_name_for_key(key) == name, |named| named == key) =>
+                {
+                    if key.starts_with(prefix) {
+                        entries.push((key.to_string(), value.to_vec()));
+                    }
+                }
+                _ => skipped.push(SkippedEntry {
+                    location: path.display().to_string(),
+                    reason: "content does not match its file name (corrupt or foreign file)".into(),
+                }),
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Scan { entries, skipped })
+    }
+
+    fn describe(&self) -> String {
+        format!("dir:{}", self.dir.display())
+    }
+}
+
+/// Bytes kept as they are in file names; everything else is %XX. '%' itself is escaped, so
+/// the mapping is one to one; a leading '.' is escaped so no key hides as a dot-file.
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'.' | b'-' | b'_' | b'@' | b':' | b'(' | b')' | b'+' | b',' | b'='
+        )
+}
+
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for (i, b) in key.bytes().enumerate() {
+        if is_plain(b) && !(i == 0 && b == b'.') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn decode_file_name(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = name.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else if is_plain(bytes[i]) {
+            out.push(bytes[i]);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    let key = String::from_utf8(out).ok()?;
+    // Only the canonical encoding names a key (rejects e.g. "%41" for "A").
+    (encode_key(&key) == name).then_some(key)
+}
+
+pub fn file_name_for_key(key: &str) -> String {
+    let encoded = encode_key(key);
+    if encoded.len() <= MAX_PLAIN_NAME {
+        return encoded;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let mut name = String::with_capacity(65);
+    name.push(HASHED_PREFIX);
+    for b in digest {
+        name.push_str(&format!("{b:02x}"));
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_for_any_key() {
+        for key in [
+            "v4@10.0.0.1@::ffff:10.0.0.2-(3:abc)",
+            "v4@local@h-(5:a b/c)",
+            "grace@node-1",
+            ".hidden",
+            "100%",
+            "ü and \t and \\ and \"",
+            "v4@fd00::1@x",
+        ] {
+            let name = file_name_for_key(key);
+            assert!(!name.starts_with('.'), "{name}");
+            assert!(!name.contains('/'), "{name}");
+            assert_eq!(decode_file_name(&name).as_deref(), Some(key), "{name}");
+        }
+    }
+
+    #[test]
+    fn non_canonical_names_are_not_keys() {
+        assert_eq!(decode_file_name("%41"), None);
+        assert_eq!(decode_file_name("a%4"), None);
+        assert_eq!(decode_file_name("a b"), None);
+        assert_eq!(decode_file_name("%ZZ"), None);
+    }
+
+    #[test]
+    fn long_keys_get_hashed_names_under_name_max() {
+        let key = format!("v4@10.0.0.1@h-(2050:0x{})", "ab".repeat(1024));
+        let name = file_name_for_key(&key);
+        assert!(name.starts_with('#') && name.len() == 65);
+        let short = "k".repeat(MAX_PLAIN_NAME);
+        assert_eq!(file_name_for_key(&short), short);
+    }
+
+    #[test]
+    fn put_get_delete_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path()).unwrap();
+        let long = format!("v4@local@{}", "x/".repeat(300));
+        store.put("v4@local@a", b"one").unwrap();
+        store.put("v4@local@a", b"two").unwrap();
+        store.put(&long, b"long\nvalue").unwrap();
+        store.put("grace@n1", b"g").unwrap();
+        assert_eq!(store.get("v4@local@a").unwrap(), Some(b"two".to_vec()));
+        assert_eq!(store.get(&long).unwrap(), Some(b"long\nvalue".to_vec()));
+        assert_eq!(store.get("v4@local@zz").unwrap(), None);
+        let scan = store.scan("v4@").unwrap();
+        let keys: Vec<_> = scan.entries.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, vec!["v4@local@a".to_string(), long.clone()]);
+        assert!(scan.skipped.is_empty());
+        assert!(store.delete("v4@local@a").unwrap());
+        assert!(!store.delete("v4@local@a").unwrap());
+        assert!(store.delete(&long).unwrap());
+        assert_eq!(store.scan("v4@").unwrap().entries.len(), 0);
+        // No temp files are left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec![file_name_for_key("grace@n1")]);
+    }
+
+    #[test]
+    fn bad_entries_are_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path()).unwrap();
+        store.put("v4@local@good", b"v").unwrap();
+        fs::write(dir.path().join("v4@local@forged"), b"v4@local@other\nv").unwrap();
+        fs::write(dir.path().join("v4@local@nonewline"), b"garbage").unwrap();
+        fs::write(dir.path().join("not a key"), b"x").unwrap();
+        fs::write(dir.path().join("#0000"), b"v4@local@h\nv").unwrap();
+        fs::write(dir.path().join(".tmp-1-1"), b"partial").unwrap();
+        let scan = store.scan("v4@").unwrap();
+        assert_eq!(
+            scan.entries,
+            vec![("v4@local@good".to_string(), b"v".to_vec())]
+        );
+        assert_eq!(scan.skipped.len(), 4, "{:?}", scan.skipped);
+        assert!(store.get("v4@local@forged").is_err());
+    }
+
+    #[test]
+    fn missing_or_unwritable_dir_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = DirStore::open(&missing).err().unwrap().to_string();
+        assert!(err.contains("nope") && err.contains("mkdir -p"), "{err}");
+        let file = dir.path().join("file");
+        fs::write(&file, b"").unwrap();
+        let err = DirStore::open(&file).err().unwrap().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+        assert!(store_keys_reject_newlines());
+    }
+
+    fn store_keys_reject_newlines() -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path()).unwrap();
+        matches!(store.put("a\nb", b""), Err(StoreError::BadKey(_)))
+    }
+}

@@ -89,8 +89,8 @@ pub fn load(parse_tree: *mut c_void, err_type: *mut config_error_type) -> c_int 
     // a recovery setting must stop the server instead.
     if u32::from(flags) & (GSH_CONFIG_ERR_NOT_HARMLESS | GSH_CONFIG_ERR_BOGUS) != 0 {
         log::error!(
-            "CTDB_RECOVERY block has errors (see the config messages above; its keys are Store, \
-             Dir, Node_Id); refusing to start"
+            "CTDB_RECOVERY block has errors: the 'Config File (<file>:<line>)' messages name \
+             each bad key or value (the block's keys are Store, Dir, Node_Id); refusing to start"
         );
         return -1;
     }

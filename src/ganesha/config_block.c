@@ -18,10 +18,16 @@ extern int ganesha_ctdb_validate_param(const struct ctdb_recovery_param *param);
 
 static struct ctdb_recovery_param param;
 
+/* Ganesha's noop_conf_init contract: (NULL, self) initialises defaults and returns self;
+ * (link_mem, NULL) is proc_block asking for the struct to fill, which for a top-level block
+ * is the param passed to load_config_from_parse; (link_mem, self) releases on error. */
 static void *ctdb_recovery_init(void *link_mem, void *self_struct)
 {
-	(void)link_mem;
-	return self_struct;
+	if (link_mem == NULL)
+		return self_struct;
+	if (self_struct == NULL)
+		return link_mem;
+	return NULL;
 }
 
 static int ctdb_recovery_commit(void *node, void *link_mem, void *self_struct,

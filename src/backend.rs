@@ -484,6 +484,12 @@ mod tests {
         Backend::with_store(store, &node_id).unwrap()
     }
 
+    fn add(b: &Backend, c: &ClientInfo) -> String {
+        let (tag, stored) = b.add_clid(c);
+        stored.unwrap();
+        tag
+    }
+
     fn tags(entries: &[ReclaimEntry]) -> Vec<&str> {
         entries.iter().map(|e| e.tag.as_str()).collect()
     }
@@ -493,15 +499,14 @@ mod tests {
         let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();
         assert!(b.read_clids(&GraceStart::Restart).is_empty());
         b.end_grace();
-        let (t1, r1) = b.add_clid(&client(1, "c1", Some("10.0.0.1")));
-        let (t2, r2) = b.add_clid(&client(2, "c2", None));
-        assert!(r1.is_ok() && r2.is_ok());
+        let t1 = add(&b, &client(1, "c1", Some("10.0.0.1")));
+        let t2 = add(&b, &client(2, "c2", None));
 
         let b = restart(b);
         let offered = b.read_clids(&GraceStart::Restart);
         assert_eq!(tags(&offered), vec![t1.as_str(), t2.as_str()]);
         // c1 reclaims (Ganesha re-adds it with a new client id); c2 does not.
-        b.add_clid(&client(11, "c1", Some("10.0.0.1")));
+        add(&b, &client(11, "c1", Some("10.0.0.1")));
         b.end_grace();
 
         let b = restart(b);
@@ -513,11 +518,11 @@ mod tests {
         let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();
         b.read_clids(&GraceStart::Restart);
         b.end_grace();
-        b.add_clid(&client(1, "c1", None));
-        b.add_clid(&client(2, "c2", None));
+        add(&b, &client(1, "c1", None));
+        add(&b, &client(2, "c2", None));
         let b = restart(b);
         assert_eq!(b.read_clids(&GraceStart::Restart).len(), 2);
-        b.add_clid(&client(3, "c1", None)); // c1 reclaims, then the server crashes
+        add(&b, &client(3, "c1", None)); // c1 reclaims, then the server crashes
         let b = restart(b);
         assert_eq!(
             b.read_clids(&GraceStart::Restart).len(),
@@ -531,8 +536,8 @@ mod tests {
         let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();
         b.read_clids(&GraceStart::Restart);
         b.end_grace();
-        b.add_clid(&client(1, "c1", None));
-        b.add_clid(&client(2, "c1", None)); // client rebooted: same owner, new client id
+        add(&b, &client(1, "c1", None));
+        add(&b, &client(2, "c1", None)); // client rebooted: same owner, new client id
         b.rm_clid(&client(1, "c1", None)); // the old one expires
         let b = restart(b);
         assert_eq!(b.read_clids(&GraceStart::Restart).len(), 1);
@@ -547,8 +552,8 @@ mod tests {
         let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();
         b.read_clids(&GraceStart::Restart);
         b.end_grace();
-        b.add_clid(&client(1, "a", Some("10.0.0.1")));
-        b.add_clid(&client(2, "b", Some("10.0.0.2")));
+        add(&b, &client(1, "a", Some("10.0.0.1")));
+        add(&b, &client(2, "b", Some("10.0.0.2")));
         b.add_revoke_fh(&client(1, "a", Some("10.0.0.1")), b"\x01\x02");
         b.add_revoke_fh(&client(1, "a", Some("10.0.0.1")), b"\x01\x02");
         let offered = b.read_clids(&GraceStart::TakeIp("10.0.0.1".parse().unwrap()));

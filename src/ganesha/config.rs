@@ -51,8 +51,11 @@ fn validate(raw: &RawConfig) -> Result<Config, usize> {
 }
 
 /// The block's commit callback (called by Ganesha's parser when the block is present).
+///
+/// # Safety
+/// `param` is null or the shim's RecoveryParam, filled by Ganesha's parser.
 #[no_mangle]
-pub extern "C" fn ganesha_ctdb_validate_param(param: *const RecoveryParam) -> c_int {
+pub unsafe extern "C" fn ganesha_ctdb_validate_param(param: *const RecoveryParam) -> c_int {
     super::guard("config commit", 1, || {
         if param.is_null() {
             return 1;
@@ -67,7 +70,10 @@ pub extern "C" fn ganesha_ctdb_validate_param(param: *const RecoveryParam) -> c_
 }
 
 /// Body of rados_load_config_from_parse: 0, or -1 so that Ganesha refuses to start.
-pub fn load(parse_tree: *mut c_void, err_type: *mut config_error_type) -> c_int {
+///
+/// # Safety
+/// `parse_tree` and `err_type` are what Ganesha passed to rados_load_config_from_parse.
+pub unsafe fn load(parse_tree: *mut c_void, err_type: *mut config_error_type) -> c_int {
     let Some(load_config) = ganesha().load_config_from_parse else {
         log::error!("Ganesha's load_config_from_parse is not available; cannot read CTDB_RECOVERY");
         return -1;

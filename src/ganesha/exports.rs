@@ -85,7 +85,8 @@ pub extern "C" fn rados_load_config_from_parse(
 ) -> c_int {
     guard("rados_load_config_from_parse", -1, || {
         logging::init(None);
-        config::load(parse_tree, err_type)
+        // SAFETY: both pointers come straight from Ganesha's config loader.
+        unsafe { config::load(parse_tree, err_type) }
     })
 }
 

@@ -150,13 +150,13 @@ mod tests {
     /// Builds an nfs_client_id_t at the 4.3 offsets in a buffer and reads it back.
     #[test]
     fn reads_a_client_at_the_4_3_offsets() {
-        let mut record = vec![0u8; 80 + 16];
+        let mut record = [0u8; 80 + 16];
         record[64..68].copy_from_slice(&0x0a4d_0103u32.to_ne_bytes());
         record[72..76].copy_from_slice(&5i32.to_ne_bytes());
         record[76..81].copy_from_slice(b"a\0b/c");
-        let mut gsh = vec![0u8; 360];
+        let mut gsh = [0u8; 360];
         gsh[104..120].copy_from_slice(b"::ffff:10.0.0.9\0");
-        let mut cid = vec![0u8; 1216];
+        let mut cid = [0u8; 1216];
         cid[0..8].copy_from_slice(&0x1234u64.to_ne_bytes());
         cid[88..96].copy_from_slice(&(record.as_ptr() as usize).to_ne_bytes());
         cid[1192..1196].copy_from_slice(&1u32.to_ne_bytes());

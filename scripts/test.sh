@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test suite: unit tests, the C harness (dlopen as Ganesha does, under valgrind) and the
+# end-to-end tests against a real ganesha.nfsd in network namespaces. Needs root (network
+# namespaces) on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+cargo build --all-targets
+cargo test --all-targets -- --test-threads=1

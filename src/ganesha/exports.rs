@@ -269,6 +269,9 @@ extern "C" fn rm_clid(cid: *mut nfs_client_id_t) {
         if let Some(client) = client_of("rm_clid", cid, &layout) {
             backend.rm_clid(&client);
         }
+        if cid.is_null() {
+            return; // client_of logged it; there is no tag to clear
+        }
         // As Ganesha's own backends do: free the tag and clear it, so the caller's later
         // free() sees NULL.
         // SAFETY: cid is live with cid_mutex held; the tag came from malloc in add_clid.
@@ -342,6 +345,7 @@ extern "C" fn is_member() -> bool {
 extern "C" fn get_nodeid(pnodeid: *mut *mut c_char) -> c_int {
     guard("get_nodeid", -libc::EINVAL, || {
         if pnodeid.is_null() {
+            log::error!("get_nodeid: Ganesha passed a NULL pointer for the node id");
             return -libc::EINVAL;
         }
         let id = match running() {

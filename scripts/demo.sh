@@ -12,8 +12,12 @@ work=$(mktemp -d /tmp/ganesha-ctdb-demo.XXXXXX)
 ns="gctdb-demo-$$"
 pid=""
 cleanup() {
-  [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  ip netns del "$ns" 2>/dev/null || true
+  set +e # clean up everything even if one step fails
+  if [[ -n $pid ]]; then
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  fi
+  ip netns del "$ns" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Single-node demo: the real ganesha.nfsd loads ganesha-ctdb (dir store, the embedded
-# default) inside a network namespace; an NFSv4.0 client (libnfs' nfs-ls) connects and gets a
-# durable client record; the server is killed with SIGKILL and restarted, and the backend
-# offers that client for reclaim. Needs root. Cleans up everything it started, by pid.
+# default) inside a network namespace; an NFSv4.0 and an NFSv4.1 client (nfs4-client, in
+# crates/) lock a file each; the server is killed with SIGKILL and restarted; a newcomer is
+# refused with NFS4ERR_GRACE while both clients reclaim their opens and locks. Needs root.
+# Cleans up everything it started, by pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
-cargo build --release --quiet
+cargo build --release --quiet --workspace
 
 work=$(mktemp -d /tmp/ganesha-ctdb-demo.XXXXXX)
 ns="gctdb-demo-$$"
@@ -24,7 +25,7 @@ trap cleanup EXIT
 
 mkdir -p "$work"/{lib,export,store,run}
 ln -s "$PWD/target/release/libganesha_ctdb_recov.so" "$work/lib/libganesha_rados_recov.so"
-echo "hello from ganesha-ctdb" >"$work/export/hello.txt"
+echo "hello from ganesha-ctdb" | tee "$work/export/a.txt" >"$work/export/b.txt"
 cat >"$work/ganesha.conf" <<CONF
 NFS_CORE_PARAM { Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }
 NFS_KRB5 { Active_krb5 = false; CCacheDir = $work/run/ccache; }
@@ -56,21 +57,30 @@ step "Starting ganesha.nfsd (pid below) with RecoveryBackend = rados_cluster -> 
 start_ganesha
 echo "pid $pid"; grep -E 'ganesha-ctdb' "$work/ganesha.log" | sed 's/^.*:EVENT :/  /'
 
-step "An NFSv4.0 client reads the export (SETCLIENTID_CONFIRM -> add_clid -> durable record)"
-ip netns exec "$ns" nfs-cat "nfs://127.0.0.1/export/hello.txt?version=4"
+client() { ./target/release/nfs4-client --netns "$ns" "$@"; }
+
+step "An NFSv4.0 and an NFSv4.1 client each open a file and lock bytes 0-99 (add_clid -> durable record)"
+client lock export/a.txt --minor 0 --owner demo-v40 --state "$work/run/v40.state"
+client lock export/b.txt --minor 1 --owner demo-v41 --state "$work/run/v41.state"
 ./target/release/ganesha-ctdb --dir "$work/store" records
 
 step "SIGKILL the server (a crash), then start it again"
 kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
 start_ganesha
 echo "pid $pid"
-grep -E 'may reclaim|NOW IN GRACE|Now IN GRACE' "$work/ganesha.log" | tail -2 | sed 's/^.*\] /  /'
+grep -E 'may reclaim|Now IN GRACE' "$work/ganesha.log" | tail -2 | sed 's/^.*\] /  /'
 
-step "The client's record is offered for reclaim; it does not come back, so when grace ends it loses it"
+step "During grace a new client is refused: nobody can take what the crashed clients are about to reclaim"
+client try-lock export/b.txt --minor 0 --owner newcomer || true
+
+step "Both clients reclaim their open and their lock"
+client reclaim --state "$work/run/v40.state"
+client reclaim --state "$work/run/v41.state"
+
+step "Grace ends (a v4.0 client keeps it for the full Grace_Period). The demo clients exited and stopped\n   renewing, so their leases lapsed and Ganesha expired them: rm_clid removed their records"
 for _ in $(seq 40); do
-  grep -q 'NOT IN GRACE' <(tail -n +$(grep -n 'Now IN GRACE' "$work/ganesha.log" | tail -1 | cut -d: -f1) "$work/ganesha.log") && break
+  grep -q 'NOT IN GRACE' <(tail -n +"$(grep -n 'Now IN GRACE' "$work/ganesha.log" | tail -1 | cut -d: -f1)" "$work/ganesha.log") && break
   sleep 1
 done
 grep -E 'ended;|NOT IN GRACE' "$work/ganesha.log" | tail -2 | sed 's/^.*\] /  /'
 ./target/release/ganesha-ctdb --dir "$work/store" records
-./target/release/ganesha-ctdb --dir "$work/store" grace

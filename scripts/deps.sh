@@ -10,7 +10,7 @@ packages=(
   clang libclang-dev            # bindgen (build.rs) needs libclang
   gcc make                      # the C harness in tests/c
   valgrind                      # the C harness runs under valgrind
-  libnfs-utils                  # nfs-ls: the demo's NFSv4.0 client
+  libnfs-utils                  # nfs-cat: an independent NFSv4.0 client in the e2e tests
 )
 
 missing=()

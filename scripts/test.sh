@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
-cargo build --all-targets
-cargo test --all-targets -- --test-threads=1
+cargo build --workspace --all-targets
+cargo test --workspace --all-targets -- --test-threads=1

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub enum Error {
     /// The server answered `status` to `op`.
-    Nfs { op: &'static str, status: NfsStat },
+    Nfs {
+        op: &'static str,
+        status: NfsStat,
+    },
     Rpc(RpcError),
     Xdr(XdrError),
     Io(io::Error),
@@ -120,7 +123,10 @@ pub struct Client {
 
 /// RFC 7530 §9.1.7: the seqid advances on every reply except these.
 fn advances_seqid(st: NfsStat) -> bool {
-    !matches!(st.0, 10022 | 10023 | 10025 | 10026 | 10036 | 10018 | 10020 | 10019)
+    !matches!(
+        st.0,
+        10022 | 10023 | 10025 | 10026 | 10036 | 10018 | 10020 | 10019
+    )
 }
 
 impl Client {
@@ -286,7 +292,9 @@ impl Client {
                 false,
             )?;
             let Some(OpResult::CreateSession { sessionid }) = r.into_iter().next() else {
-                return Err(Error::Usage("CREATE_SESSION reply without a session".into()));
+                return Err(Error::Usage(
+                    "CREATE_SESSION reply without a session".into(),
+                ));
             };
             self.session = Some((sessionid, 1));
             self.clientid = Some(clientid);
@@ -353,7 +361,13 @@ impl Client {
         )
     }
 
-    fn finish_open(&mut self, fh: Vec<u8>, stateid: StateId, rflags: u32, owners: (Vec<u8>, Vec<u8>)) -> Result<OpenFile> {
+    fn finish_open(
+        &mut self,
+        fh: Vec<u8>,
+        stateid: StateId,
+        rflags: u32,
+        owners: (Vec<u8>, Vec<u8>),
+    ) -> Result<OpenFile> {
         let mut f = OpenFile {
             fh,
             stateid,
@@ -365,7 +379,13 @@ impl Client {
         if self.opts.minor_version == 0 && rflags & proto::OPEN4_RESULT_CONFIRM != 0 {
             let seqid = f.open_seqid;
             let r = self.run_seqid(
-                vec![Op::PutFh(f.fh.clone()), Op::OpenConfirm { stateid: f.stateid, seqid }],
+                vec![
+                    Op::PutFh(f.fh.clone()),
+                    Op::OpenConfirm {
+                        stateid: f.stateid,
+                        seqid,
+                    },
+                ],
                 &mut f.open_seqid,
             )?;
             if let Some(OpResult::StateId(s)) = r.last() {
@@ -409,7 +429,9 @@ impl Client {
             (OpResult::Open { stateid, rflags }, OpResult::Fh(fh)) => {
                 self.finish_open(fh.clone(), *stateid, *rflags, owners)
             }
-            _ => Err(Error::Usage("OPEN reply without stateid or filehandle".into())),
+            _ => Err(Error::Usage(
+                "OPEN reply without stateid or filehandle".into(),
+            )),
         }
     }
 
@@ -438,7 +460,14 @@ impl Client {
     /// LOCK a byte range. The first lock of a file creates its lock owner from the open.
     /// On NFS4ERR_DENIED the error carries the status; use `lock_test_holder` in tests that
     /// need to see the holder.
-    pub fn lock(&mut self, f: &mut OpenFile, kind: LockType, offset: u64, length: u64, reclaim: bool) -> Result<()> {
+    pub fn lock(
+        &mut self,
+        f: &mut OpenFile,
+        kind: LockType,
+        offset: u64,
+        length: u64,
+        reclaim: bool,
+    ) -> Result<()> {
         let clientid = self.require_clientid()?;
         let v41 = self.opts.minor_version > 0;
         let locker = match f.lock {
@@ -481,7 +510,11 @@ impl Client {
         match res?.last() {
             Some(OpResult::StateId(s)) => {
                 // The lock owner's seqid starts at 0 on the LOCK that created it.
-                let next = if new_owner { 1 } else { f.lock.map(|(_, q)| q).unwrap_or(1) };
+                let next = if new_owner {
+                    1
+                } else {
+                    f.lock.map(|(_, q)| q).unwrap_or(1)
+                };
                 f.lock = Some((*s, next));
                 Ok(())
             }
@@ -516,10 +549,20 @@ impl Client {
     }
 
     pub fn close(&mut self, f: &mut OpenFile) -> Result<()> {
-        let seqid = if self.opts.minor_version > 0 { 0 } else { f.open_seqid };
+        let seqid = if self.opts.minor_version > 0 {
+            0
+        } else {
+            f.open_seqid
+        };
         let mut next = f.open_seqid;
         let r = self.run_seqid(
-            vec![Op::PutFh(f.fh.clone()), Op::Close { seqid, stateid: f.stateid }],
+            vec![
+                Op::PutFh(f.fh.clone()),
+                Op::Close {
+                    seqid,
+                    stateid: f.stateid,
+                },
+            ],
             &mut next,
         );
         f.open_seqid = next;

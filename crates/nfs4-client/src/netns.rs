@@ -15,9 +15,8 @@ pub fn connect(ns: Option<&str>, addr: SocketAddr, timeout: Duration) -> io::Res
     let stream = std::thread::spawn(move || -> io::Result<TcpStream> {
         if let Some(ns) = ns {
             let path = format!("/var/run/netns/{ns}");
-            let f = std::fs::File::open(&path).map_err(|e| {
-                io::Error::new(e.kind(), format!("network namespace {path}: {e}"))
-            })?;
+            let f = std::fs::File::open(&path)
+                .map_err(|e| io::Error::new(e.kind(), format!("network namespace {path}: {e}")))?;
             setns(&f, CloneFlags::CLONE_NEWNET)
                 .map_err(|e| io::Error::other(format!("setns({path}): {e}")))?;
         }

@@ -194,7 +194,10 @@ impl Op {
                 w.fixed(verifier).opaque(id);
                 // A callback the server cannot reach: no delegations, which these tests
                 // do not want anyway.
-                w.u32(0x4000_0000).string("tcp").string("127.0.0.1.0.0").u32(1);
+                w.u32(0x4000_0000)
+                    .string("tcp")
+                    .string("127.0.0.1.0.0")
+                    .u32(1);
             }
             Op::SetClientIdConfirm { clientid, confirm } => {
                 w.u64(*clientid).fixed(confirm);
@@ -287,7 +290,13 @@ impl Op {
                 w.u64(*clientid).u32(*sequence).u32(0); // no persist, no back channel
                 for _ in 0..2 {
                     // headerpad, maxrequest, maxresponse, maxresponse_cached, maxops, maxreqs, rdma_ird<>
-                    w.u32(0).u32(1 << 20).u32(1 << 20).u32(64 << 10).u32(16).u32(1).u32(0);
+                    w.u32(0)
+                        .u32(1 << 20)
+                        .u32(1 << 20)
+                        .u32(64 << 10)
+                        .u32(16)
+                        .u32(1)
+                        .u32(0);
                 }
                 w.u32(0x4000_0000); // cb_program
                 w.u32(1).u32(1); // one callback_sec_parms4: AUTH_SYS
@@ -459,7 +468,13 @@ fn decode_result(r: &mut XdrReader<'_>, opnum: u32, st: NfsStat) -> Result<OpRes
         }
         SEQUENCE => {
             r.fixed(16, "sr_sessionid")?;
-            for what in ["sr_sequenceid", "sr_slotid", "sr_highest_slotid", "sr_target_highest_slotid", "sr_status_flags"] {
+            for what in [
+                "sr_sequenceid",
+                "sr_slotid",
+                "sr_highest_slotid",
+                "sr_target_highest_slotid",
+                "sr_status_flags",
+            ] {
                 r.u32(what)?;
             }
             OpResult::Done
@@ -500,7 +515,12 @@ fn skip_delegation(r: &mut XdrReader<'_>) -> Result<(), XdrError> {
                     r.u32("num_blocks")?;
                     r.u32("bytes_per_block")?;
                 }
-                value => return Err(XdrError::BadValue { what: "limitby", value }),
+                value => {
+                    return Err(XdrError::BadValue {
+                        what: "limitby",
+                        value,
+                    })
+                }
             }
             skip_ace(r)
         }
@@ -527,38 +547,90 @@ mod tests {
 
     #[test]
     fn open_reply_with_a_read_delegation_and_getfh_decodes() {
-        let sent = [Op::PutFh(vec![1]), Op::Open { seqid: 0, access: 3, clientid: 1, owner: b"o".to_vec(), claim: Claim::Null("f".into()) }, Op::GetFh];
+        let sent = [
+            Op::PutFh(vec![1]),
+            Op::Open {
+                seqid: 0,
+                access: 3,
+                clientid: 1,
+                owner: b"o".to_vec(),
+                claim: Claim::Null("f".into()),
+            },
+            Op::GetFh,
+        ];
         let bytes = reply(|w| {
             w.u32(0).string("").u32(3);
             w.u32(opnum::PUTFH).u32(0);
             w.u32(opnum::OPEN).u32(0);
             w.u32(1).fixed(&[7; 12]); // stateid
-            w.bool(true).u64(1).u64(2).u32(OPEN4_RESULT_CONFIRM).u32(1).u32(0);
-            w.u32(1).u32(9).fixed(&[8; 12]).bool(false).u32(0).u32(0).u32(0).string("EVERYONE@");
+            w.bool(true)
+                .u64(1)
+                .u64(2)
+                .u32(OPEN4_RESULT_CONFIRM)
+                .u32(1)
+                .u32(0);
+            w.u32(1)
+                .u32(9)
+                .fixed(&[8; 12])
+                .bool(false)
+                .u32(0)
+                .u32(0)
+                .u32(0)
+                .string("EVERYONE@");
             w.u32(opnum::GETFH).u32(0).opaque(&[0xfe; 20]);
         });
         let rep = decode_compound(&bytes, &sent).unwrap();
         assert_eq!(rep.ops.len(), 3);
         assert_eq!(
             rep.ops[1].result,
-            OpResult::Open { stateid: StateId { seqid: 1, other: [7; 12] }, rflags: OPEN4_RESULT_CONFIRM }
+            OpResult::Open {
+                stateid: StateId {
+                    seqid: 1,
+                    other: [7; 12]
+                },
+                rflags: OPEN4_RESULT_CONFIRM
+            }
         );
         assert_eq!(rep.ops[2].result, OpResult::Fh(vec![0xfe; 20]));
     }
 
     #[test]
     fn a_failed_op_ends_the_results_and_lock_denied_names_the_holder() {
-        let sent = [Op::PutFh(vec![1]), Op::Lock { write: true, reclaim: false, offset: 0, length: 10, locker: Locker::Existing { lock_stateid: StateId::default(), lock_seqid: 1 } }];
+        let sent = [
+            Op::PutFh(vec![1]),
+            Op::Lock {
+                write: true,
+                reclaim: false,
+                offset: 0,
+                length: 10,
+                locker: Locker::Existing {
+                    lock_stateid: StateId::default(),
+                    lock_seqid: 1,
+                },
+            },
+        ];
         let bytes = reply(|w| {
             w.u32(10010).string("t").u32(2);
             w.u32(opnum::PUTFH).u32(0);
-            w.u32(opnum::LOCK).u32(10010).u64(0).u64(100).u32(2).u64(77).opaque(b"holder");
+            w.u32(opnum::LOCK)
+                .u32(10010)
+                .u64(0)
+                .u64(100)
+                .u32(2)
+                .u64(77)
+                .opaque(b"holder");
         });
         let rep = decode_compound(&bytes, &sent).unwrap();
         assert_eq!(rep.status, NfsStat::DENIED);
         assert_eq!(
             rep.ops[1].result,
-            OpResult::LockDenied { offset: 0, length: 100, write: true, clientid: 77, owner: b"holder".to_vec() }
+            OpResult::LockDenied {
+                offset: 0,
+                length: 100,
+                write: true,
+                clientid: 77,
+                owner: b"holder".to_vec()
+            }
         );
     }
 
@@ -566,24 +638,49 @@ mod tests {
     fn replies_that_do_not_match_what_was_sent_are_rejected() {
         let sent = [Op::PutRootFh];
         let wrong_op = reply(|w| {
-            w.u32(0).string("").u32(1).u32(opnum::GETFH).u32(0).opaque(&[1]);
+            w.u32(0)
+                .string("")
+                .u32(1)
+                .u32(opnum::GETFH)
+                .u32(0)
+                .opaque(&[1]);
         });
         assert!(decode_compound(&wrong_op, &sent).is_err());
         let too_many = reply(|w| {
-            w.u32(0).string("").u32(2).u32(opnum::PUTROOTFH).u32(0).u32(opnum::PUTROOTFH).u32(0);
+            w.u32(0)
+                .string("")
+                .u32(2)
+                .u32(opnum::PUTROOTFH)
+                .u32(0)
+                .u32(opnum::PUTROOTFH)
+                .u32(0);
         });
         assert!(decode_compound(&too_many, &sent).is_err());
         let big_fh = reply(|w| {
-            w.u32(0).string("").u32(1).u32(opnum::GETFH).u32(0).opaque(&[0; 129]);
+            w.u32(0)
+                .string("")
+                .u32(1)
+                .u32(opnum::GETFH)
+                .u32(0)
+                .opaque(&[0; 129]);
         });
         assert!(decode_compound(&big_fh, &[Op::GetFh]).is_err());
     }
 
     #[test]
     fn truncated_replies_are_errors() {
-        let sent = [Op::SetClientId { verifier: [0; 8], id: b"x".to_vec() }];
+        let sent = [Op::SetClientId {
+            verifier: [0; 8],
+            id: b"x".to_vec(),
+        }];
         let bytes = reply(|w| {
-            w.u32(0).string("").u32(1).u32(opnum::SETCLIENTID).u32(0).u64(5).fixed(&[1; 8]);
+            w.u32(0)
+                .string("")
+                .u32(1)
+                .u32(opnum::SETCLIENTID)
+                .u32(0)
+                .u64(5)
+                .fixed(&[1; 8]);
         });
         assert!(decode_compound(&bytes, &sent).is_ok());
         for cut in 0..bytes.len() {
@@ -593,7 +690,22 @@ mod tests {
 
     #[test]
     fn lock_encodes_open_to_lock_owner() {
-        let op = Op::Lock { write: true, reclaim: true, offset: 5, length: 6, locker: Locker::New { open_seqid: 2, open_stateid: StateId { seqid: 1, other: [3; 12] }, lock_seqid: 0, clientid: 9, owner: b"lo".to_vec() } };
+        let op = Op::Lock {
+            write: true,
+            reclaim: true,
+            offset: 5,
+            length: 6,
+            locker: Locker::New {
+                open_seqid: 2,
+                open_stateid: StateId {
+                    seqid: 1,
+                    other: [3; 12],
+                },
+                lock_seqid: 0,
+                clientid: 9,
+                owner: b"lo".to_vec(),
+            },
+        };
         let bytes = encode_compound(0, "", &[op]);
         let mut r = XdrReader::new(&bytes);
         r.opaque(10, "tag").unwrap();

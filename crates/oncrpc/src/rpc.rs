@@ -79,7 +79,12 @@ pub fn next_xid() -> u32 {
 /// Encodes a call message: header, credentials, a null verifier, then `args` (already XDR).
 pub fn encode_call(h: &CallHeader, auth: &Auth, args: &[u8]) -> Vec<u8> {
     let mut w = XdrWriter::new();
-    w.u32(h.xid).u32(CALL).u32(2).u32(h.prog).u32(h.vers).u32(h.proc_);
+    w.u32(h.xid)
+        .u32(CALL)
+        .u32(2)
+        .u32(h.prog)
+        .u32(h.vers)
+        .u32(h.proc_);
     auth.encode(&mut w);
     w.u32(AUTH_NONE).opaque(&[]);
     w.raw(args);
@@ -91,17 +96,32 @@ pub enum RpcError {
     Io(io::Error),
     Xdr(XdrError),
     /// A reply whose xid is not the call's.
-    XidMismatch { sent: u32, got: u32 },
+    XidMismatch {
+        sent: u32,
+        got: u32,
+    },
     NotAReply(u32),
     ProgUnavail,
-    ProgMismatch { low: u32, high: u32 },
+    ProgMismatch {
+        low: u32,
+        high: u32,
+    },
     ProcUnavail,
     GarbageArgs,
     SystemErr,
-    RpcMismatch { low: u32, high: u32 },
+    RpcMismatch {
+        low: u32,
+        high: u32,
+    },
     AuthError(u32),
-    UnknownStatus { what: &'static str, value: u32 },
-    TooLarge { len: usize, max: usize },
+    UnknownStatus {
+        what: &'static str,
+        value: u32,
+    },
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
 }
 
 impl fmt::Display for RpcError {
@@ -110,12 +130,18 @@ impl fmt::Display for RpcError {
             RpcError::Io(e) => write!(f, "RPC transport: {e}"),
             RpcError::Xdr(e) => write!(f, "RPC reply: {e}"),
             RpcError::XidMismatch { sent, got } => {
-                write!(f, "RPC reply xid {got:#x} does not match call xid {sent:#x}")
+                write!(
+                    f,
+                    "RPC reply xid {got:#x} does not match call xid {sent:#x}"
+                )
             }
             RpcError::NotAReply(t) => write!(f, "RPC message type {t} where a reply was expected"),
             RpcError::ProgUnavail => write!(f, "RPC program unavailable on the server"),
             RpcError::ProgMismatch { low, high } => {
-                write!(f, "RPC program version mismatch (server has {low}..={high})")
+                write!(
+                    f,
+                    "RPC program version mismatch (server has {low}..={high})"
+                )
             }
             RpcError::ProcUnavail => write!(f, "RPC procedure unavailable"),
             RpcError::GarbageArgs => write!(f, "RPC server could not decode the arguments"),
@@ -215,7 +241,13 @@ impl TcpTransport {
         &self.stream
     }
 
-    pub fn call(&mut self, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Result<Vec<u8>, RpcError> {
+    pub fn call(
+        &mut self,
+        prog: u32,
+        vers: u32,
+        proc_: u32,
+        args: &[u8],
+    ) -> Result<Vec<u8>, RpcError> {
         let h = CallHeader {
             xid: next_xid(),
             prog,
@@ -307,7 +339,11 @@ mod tests {
     #[test]
     fn accepted_success_returns_the_results() {
         let msg = reply(5, |w| {
-            w.u32(MSG_ACCEPTED).u32(AUTH_NONE).opaque(&[]).u32(0).u32(42);
+            w.u32(MSG_ACCEPTED)
+                .u32(AUTH_NONE)
+                .opaque(&[])
+                .u32(0)
+                .u32(42);
         });
         assert_eq!(parse_reply(&msg, 5).unwrap(), &42u32.to_be_bytes());
     }
@@ -315,12 +351,42 @@ mod tests {
     #[test]
     fn every_rejection_is_named() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (reply(1, |w| { w.u32(MSG_ACCEPTED).u32(0).opaque(&[]).u32(1); }), "unavailable"),
-            (reply(1, |w| { w.u32(MSG_ACCEPTED).u32(0).opaque(&[]).u32(2).u32(1).u32(3); }), "1..=3"),
-            (reply(1, |w| { w.u32(MSG_ACCEPTED).u32(0).opaque(&[]).u32(4); }), "decode"),
-            (reply(1, |w| { w.u32(MSG_DENIED).u32(1).u32(5); }), "authentication error 5"),
-            (reply(1, |w| { w.u32(MSG_DENIED).u32(0).u32(2).u32(2); }), "version mismatch"),
-            (reply(1, |w| { w.u32(7); }), "reply_stat 7"),
+            (
+                reply(1, |w| {
+                    w.u32(MSG_ACCEPTED).u32(0).opaque(&[]).u32(1);
+                }),
+                "unavailable",
+            ),
+            (
+                reply(1, |w| {
+                    w.u32(MSG_ACCEPTED).u32(0).opaque(&[]).u32(2).u32(1).u32(3);
+                }),
+                "1..=3",
+            ),
+            (
+                reply(1, |w| {
+                    w.u32(MSG_ACCEPTED).u32(0).opaque(&[]).u32(4);
+                }),
+                "decode",
+            ),
+            (
+                reply(1, |w| {
+                    w.u32(MSG_DENIED).u32(1).u32(5);
+                }),
+                "authentication error 5",
+            ),
+            (
+                reply(1, |w| {
+                    w.u32(MSG_DENIED).u32(0).u32(2).u32(2);
+                }),
+                "version mismatch",
+            ),
+            (
+                reply(1, |w| {
+                    w.u32(7);
+                }),
+                "reply_stat 7",
+            ),
         ];
         for (msg, want) in cases {
             let err = parse_reply(&msg, 1).unwrap_err().to_string();
@@ -338,7 +404,12 @@ mod tests {
     #[test]
     fn every_truncation_of_a_reply_is_an_error_not_a_panic() {
         let msg = reply(9, |w| {
-            w.u32(MSG_ACCEPTED).u32(AUTH_SYS).opaque(b"verifier").u32(2).u32(1).u32(4);
+            w.u32(MSG_ACCEPTED)
+                .u32(AUTH_SYS)
+                .opaque(b"verifier")
+                .u32(2)
+                .u32(1)
+                .u32(4);
         });
         for cut in 0..msg.len() {
             assert!(parse_reply(&msg[..cut], 9).is_err(), "cut {cut}");

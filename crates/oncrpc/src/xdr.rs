@@ -7,7 +7,11 @@ pub enum XdrError {
     /// The input ended `needed` bytes short while reading `what`.
     Truncated { what: &'static str, needed: usize },
     /// A variable-length item announced `len` bytes (or elements) but at most `max` are allowed.
-    TooLong { what: &'static str, len: usize, max: usize },
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     /// A boolean that was neither 0 nor 1, or a discriminant we do not know.
     BadValue { what: &'static str, value: u32 },
     /// Padding bytes that were not zero.

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(about = "A small NFSv4.0/4.1 client that locks, and reclaims locks after a server restart")]
+#[command(
+    about = "A small NFSv4.0/4.1 client that locks, and reclaims locks after a server restart"
+)]
 struct Cli {
     /// Network namespace (`ip netns` name) to connect from.
     #[arg(long, global = true)]
@@ -98,7 +100,11 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             println!("OPEN {path} and LOCK bytes 0-99 (write): granted");
             std::fs::write(
                 state,
-                format!("minor={minor}\nowner={}\nfh={}\n", hex(owner.as_bytes()), hex(&f.fh)),
+                format!(
+                    "minor={minor}\nowner={}\nfh={}\n",
+                    hex(owner.as_bytes()),
+                    hex(&f.fh)
+                ),
             )
             .map_err(|e| format!("write {}: {e}", state.display()))?;
             Ok(ExitCode::SUCCESS)
@@ -118,7 +124,9 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             let mut c = client(cli, minor, &owner);
             c.establish().map_err(|e| e.to_string())?;
             println!("NFSv4.{minor} client {owner:?} re-established after the restart");
-            let mut f = c.reclaim_open(&fh).map_err(|e| format!("OPEN CLAIM_PREVIOUS: {e}"))?;
+            let mut f = c
+                .reclaim_open(&fh)
+                .map_err(|e| format!("OPEN CLAIM_PREVIOUS: {e}"))?;
             println!("OPEN CLAIM_PREVIOUS: NFS4_OK (open reclaimed)");
             c.lock(&mut f, LockType::Write, 0, 100, true)
                 .map_err(|e| format!("LOCK reclaim: {e}"))?;

@@ -10,6 +10,8 @@ packages=(
   clang libclang-dev            # bindgen (build.rs) needs libclang
   gcc make                      # the C harness in tests/c
   valgrind                      # the C harness runs under valgrind
+  ctdb                          # real ctdbd clusters in network namespaces (CTDB store, takeover)
+  ethtool iptables              # ctdb's 10.interface needs them (ctdb only Recommends them)
   libnfs-utils                  # nfs-cat: an independent NFSv4.0 client in the e2e tests
 )
 

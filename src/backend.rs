@@ -9,15 +9,17 @@
 //! so the next start offers them again.
 
 use crate::config::{Config, StoreKind};
+use crate::ctdb::{CtdbApi, CtdbTool};
 use crate::records::{
     grace_key, parse_v4_key, recovery_tag, v4_key, ClientRecord, GraceRecord, ServerIp, V4_PREFIX,
 };
+use crate::store::ctdb::CtdbStore;
 use crate::store::dir::DirStore;
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// A client as Ganesha's nfs_client_id_t describes it, already validated.
 #[derive(Clone, Debug)]
@@ -83,8 +85,8 @@ impl From<StoreError> for BackendError {
 #[derive(Default)]
 struct State {
     grace: GraceRecord,
-    /// IPs whose clients this grace period recovers; None = all (standalone restart).
-    scope: Option<BTreeSet<IpAddr>>,
+    /// Server IPs whose clients this grace period recovers; None = all (standalone restart).
+    scope: Option<BTreeSet<ServerIp>>,
     /// Records offered in this grace period, with the stamp they had when offered.
     offered: HashMap<String, String>,
     /// Keys written for each live client id, so rm_clid finds them even if attribution
@@ -92,9 +94,16 @@ struct State {
     keys_by_clientid: HashMap<u64, Vec<String>>,
 }
 
+/// This node in a CTDB cluster: who it is and how to ask ctdbd about IPs and members.
+pub struct ClusterNode {
+    pub pnn: u32,
+    pub ctdb: Arc<dyn CtdbApi>,
+}
+
 pub struct Backend {
     store: Box<dyn Store>,
     node_id: String,
+    cluster: Option<ClusterNode>,
     state: Mutex<State>,
     /// add_clid/rm_clid/add_revoke_fh share it; end_grace takes it exclusively, so that a
     /// client reclaiming at the very end of grace cannot have its fresh record deleted.
@@ -107,17 +116,43 @@ impl Backend {
         let store: Box<dyn Store> = match config.store {
             StoreKind::Dir => Box::new(DirStore::open(&config.dir)?),
             StoreKind::Ctdb => {
-                return Err(BackendError::Unsupported(
-                    "Store = ctdb is not available in this version of ganesha-ctdb; use \
-                     Store = dir;"
-                        .into(),
-                ))
+                let tool = CtdbTool::new();
+                let nodes = tool.nodes().map_err(|e| {
+                    BackendError::Unsupported(format!(
+                        "Store = ctdb: cannot ask ctdbd who this node is: {e}; start ctdbd \
+                         first (ganesha.nfsd must start after ctdb)"
+                    ))
+                })?;
+                let pnn = nodes.iter().find(|n| n.this_node).map(|n| n.pnn).ok_or_else(|| {
+                    BackendError::Unsupported(
+                        "Store = ctdb: `ctdb -X status` did not mark this node".into(),
+                    )
+                })?;
+                let store = CtdbStore::open(Box::new(tool.clone()), &config.recovery_db)?;
+                // In a cluster the node is its PNN: grace@<pnn> and stamps "<pnn>.<epoch>"
+                // are then unique without configuration.
+                return Backend::with_cluster(
+                    Box::new(store),
+                    &pnn.to_string(),
+                    Some(ClusterNode {
+                        pnn,
+                        ctdb: Arc::new(tool),
+                    }),
+                );
             }
         };
         Backend::with_store(store, &config.node_id)
     }
 
     pub fn with_store(store: Box<dyn Store>, node_id: &str) -> Result<Backend, BackendError> {
+        Backend::with_cluster(store, node_id, None)
+    }
+
+    pub fn with_cluster(
+        store: Box<dyn Store>,
+        node_id: &str,
+        cluster: Option<ClusterNode>,
+    ) -> Result<Backend, BackendError> {
         let grace = match store.get(&grace_key(node_id))? {
             None => GraceRecord::default(),
             Some(bytes) => GraceRecord::decode(&bytes).unwrap_or_else(|e| {
@@ -146,6 +181,7 @@ impl Backend {
         Ok(Backend {
             store,
             node_id: node_id.to_string(),
+            cluster,
             state: Mutex::new(State {
                 grace,
                 ..State::default()
@@ -177,7 +213,14 @@ impl Backend {
         let mut st = self.state();
         match start {
             GraceStart::Restart => {
-                st.scope = None;
+                // Standalone: every record is this node's. In a cluster: the IPs this node
+                // holds now (the others come with their takeip), and clients filed under no IP.
+                st.scope = self.cluster.as_ref().map(|_| {
+                    let mut scope: BTreeSet<ServerIp> =
+                        self.held_ips().into_iter().map(ServerIp::Ip).collect();
+                    scope.insert(ServerIp::Local);
+                    scope
+                });
                 st.offered.clear();
                 self.begin_epoch(&mut st);
             }
@@ -188,7 +231,7 @@ impl Backend {
                     self.begin_epoch(&mut st);
                 }
                 if let Some(scope) = st.scope.as_mut() {
-                    scope.insert(*ip);
+                    scope.insert(ServerIp::Ip(*ip));
                 }
             }
             GraceStart::Unsupported { event, detail } => {
@@ -223,11 +266,7 @@ impl Backend {
                 log::warn!("skipping store entry {key:?}: not a v4@<ip>@<tag> key");
                 continue;
             };
-            let in_scope = match (&st.scope, &ip) {
-                (None, _) => true,
-                (Some(scope), ServerIp::Ip(ip)) => scope.contains(ip),
-                (Some(_), ServerIp::Local) => false,
-            };
+            let in_scope = st.scope.as_ref().map_or(true, |scope| scope.contains(&ip));
             if !in_scope {
                 continue;
             }
@@ -274,11 +313,55 @@ impl Backend {
         }
     }
 
-    /// Where a client's record is filed.
-    fn attribute(&self, client: &ClientInfo) -> ServerIp {
-        match client.server_addr {
-            Some(addr) if !addr.is_unspecified() => ServerIp::Ip(IpAddr::V4(addr)),
-            _ => ServerIp::Local,
+    /// Public IPs this node holds now (empty when standalone or ctdbd does not answer).
+    fn held_ips(&self) -> Vec<IpAddr> {
+        let Some(c) = &self.cluster else {
+            return Vec::new();
+        };
+        match c.ctdb.public_ips() {
+            Ok(ips) => ips
+                .into_iter()
+                .filter(|p| p.holder == Some(c.pnn))
+                .map(|p| p.ip)
+                .collect(),
+            Err(e) => {
+                log::error!("cannot list public IPs: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Where a client's record is filed (design §4): NFSv4.1+ by the server address the
+    /// client used; NFSv4.0 (no server address in the client record) by a public IP named
+    /// in its owner string (Linux writes "Linux NFSv4.0 <client>/<server> tcp"), else under
+    /// every public IP this node holds, else `local`.
+    fn attribute(&self, client: &ClientInfo) -> Vec<ServerIp> {
+        if let Some(addr) = client.server_addr.filter(|a| !a.is_unspecified()) {
+            return vec![ServerIp::Ip(IpAddr::V4(addr))];
+        }
+        let Some(c) = &self.cluster else {
+            return vec![ServerIp::Local];
+        };
+        let ips = match c.ctdb.public_ips() {
+            Ok(ips) => ips,
+            Err(e) => {
+                log::error!("cannot list public IPs to file client {:#x}: {e}", client.clientid);
+                return vec![ServerIp::Local];
+            }
+        };
+        let owner = String::from_utf8_lossy(&client.owner);
+        if let Some(p) = ips.iter().find(|p| names_ip(&owner, &p.ip)) {
+            return vec![ServerIp::Ip(p.ip)];
+        }
+        let held: Vec<ServerIp> = ips
+            .iter()
+            .filter(|p| p.holder == Some(c.pnn))
+            .map(|p| ServerIp::Ip(p.ip))
+            .collect();
+        if held.is_empty() {
+            vec![ServerIp::Local]
+        } else {
+            held
         }
     }
 
@@ -287,12 +370,15 @@ impl Backend {
     /// to reclaim what this grace period already offered it); the error says what was lost.
     pub fn add_clid(&self, client: &ClientInfo) -> (String, Result<(), StoreError>) {
         let tag = client.tag();
-        let key = v4_key(&self.attribute(client), &tag);
+        let keys: Vec<String> = self
+            .attribute(client)
+            .iter()
+            .map(|ip| v4_key(ip, &tag))
+            .collect();
         let _guard = self.records.read().unwrap_or_else(|e| e.into_inner());
         let stamp = {
             let mut st = self.state();
-            st.keys_by_clientid
-                .insert(client.clientid, vec![key.clone()]);
+            st.keys_by_clientid.insert(client.clientid, keys.clone());
             self.stamp(st.grace.epoch)
         };
         let record = ClientRecord {
@@ -300,9 +386,10 @@ impl Backend {
             stamp,
             revoked: Vec::new(),
         };
-        let result = self.store.put(&key, &record.encode());
+        let encoded = record.encode();
+        let result = keys.iter().try_for_each(|key| self.store.put(key, &encoded));
         match &result {
-            Ok(()) => log::debug!("add_clid {:#x}: stored {key}", client.clientid),
+            Ok(()) => log::debug!("add_clid {:#x}: stored {}", client.clientid, keys.join(", ")),
             Err(e) => log::error!(
                 "add_clid {:#x}: client record not stored ({e}); this client cannot reclaim \
                  after a restart",
@@ -319,7 +406,13 @@ impl Backend {
         } else {
             st.keys_by_clientid.get(&client.clientid).cloned()
         };
-        known.unwrap_or_else(|| vec![v4_key(&self.attribute(client), &client.tag())])
+        known.unwrap_or_else(|| {
+            let tag = client.tag();
+            self.attribute(client)
+                .iter()
+                .map(|ip| v4_key(ip, &tag))
+                .collect()
+        })
     }
 
     /// rm_clid: the client expired or was destroyed; its reclaim rights go with it. A record
@@ -444,7 +537,19 @@ impl Backend {
     }
 }
 
-fn describe_scope(scope: &Option<BTreeSet<IpAddr>>) -> String {
+/// Whether `text` names `ip` as a whole address (10.0.0.1 is not named by 10.0.0.10).
+fn names_ip(text: &str, ip: &IpAddr) -> bool {
+    let needle = ip.to_string();
+    let bytes = text.as_bytes();
+    let addr_char = |b: u8| b.is_ascii_hexdigit() || b == b'.' || b == b':';
+    text.match_indices(&needle).any(|(i, m)| {
+        let before = i.checked_sub(1).map(|j| bytes[j]);
+        let after = bytes.get(i + m.len()).copied();
+        !before.is_some_and(addr_char) && !after.is_some_and(addr_char)
+    })
+}
+
+fn describe_scope(scope: &Option<BTreeSet<ServerIp>>) -> String {
     match scope {
         None => "all records of this node".into(),
         Some(ips) => {

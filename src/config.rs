@@ -27,6 +27,8 @@ pub struct Config {
     pub store: StoreKind,
     pub dir: PathBuf,
     pub node_id: String,
+    /// The CTDB persistent database of the ctdb store.
+    pub recovery_db: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -47,6 +49,7 @@ pub struct RawConfig {
     pub store: Option<String>,
     pub dir: Option<String>,
     pub node_id: Option<String>,
+    pub recovery_db: Option<String>,
 }
 
 impl Config {
@@ -92,16 +95,46 @@ impl Config {
                 message: format!("{node_id:?}{source} {why}; write Node_Id = <name>; with 1 to 64 letters, digits, '.', '-' or '_'"),
             });
         }
+        let recovery_db = raw
+            .recovery_db
+            .clone()
+            .unwrap_or_else(|| DEFAULT_RECOVERY_DB.to_string());
+        if let Err(why) = check_db_name(&recovery_db) {
+            errors.push(ConfigError {
+                key: "Recovery_DB",
+                message: format!(
+                    "{recovery_db:?} {why}; write e.g. Recovery_DB = {DEFAULT_RECOVERY_DB};"
+                ),
+            });
+        }
         if errors.is_empty() {
             Ok(Config {
                 store,
                 dir,
                 node_id,
+                recovery_db,
             })
         } else {
             Err(errors)
         }
     }
+}
+
+pub const DEFAULT_RECOVERY_DB: &str = "ganesha_recovery.tdb";
+
+/// CTDB database names become file names on every node: a plain `name.tdb`.
+fn check_db_name(name: &str) -> Result<(), &'static str> {
+    if !name.ends_with(".tdb") || name.len() <= 4 {
+        return Err("is not a CTDB database name (it must end in .tdb)");
+    }
+    if name.len() > 128
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err("must be 5 to 128 letters, digits, '.', '-' or '_'");
+    }
+    Ok(())
 }
 
 fn check_node_id(id: &str) -> Result<(), &'static str> {
@@ -137,7 +170,21 @@ mod tests {
             store: store.map(Into::into),
             dir: dir.map(Into::into),
             node_id: node.map(Into::into),
+            recovery_db: None,
         }
+    }
+
+    #[test]
+    fn recovery_db_must_be_a_tdb_name() {
+        for bad in ["x", "../etc.tdb", "a b.tdb", ".tdb"] {
+            let mut r = raw(None, None, Some("n1"));
+            r.recovery_db = Some(bad.into());
+            let errs = Config::from_raw(&r, || None).unwrap_err();
+            assert_eq!(errs[0].key, "Recovery_DB", "{bad}");
+            assert!(errs[0].to_string().contains(bad), "{}", errs[0]);
+        }
+        let c = Config::from_raw(&raw(None, None, Some("n1")), || None).unwrap();
+        assert_eq!(c.recovery_db, "ganesha_recovery.tdb");
     }
 
     #[test]
@@ -148,7 +195,8 @@ mod tests {
             Config {
                 store: StoreKind::Dir,
                 dir: DEFAULT_DIR.into(),
-                node_id: "host1".into()
+                node_id: "host1".into(),
+                recovery_db: DEFAULT_RECOVERY_DB.into(),
             }
         );
         let c = Config::from_raw(&raw(Some("CTDB"), Some("/srv/x"), Some("n-2")), || None).unwrap();

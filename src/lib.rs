@@ -9,6 +9,8 @@
 
 pub mod backend;
 pub mod config;
+pub mod ctdb;
+pub mod dbus_admin;
 #[allow(unsafe_code)]
 pub mod ganesha;
 pub mod records;

@@ -15,6 +15,7 @@ pub struct RecoveryParam {
     store: *mut c_char,
     dir: *mut c_char,
     node_id: *mut c_char,
+    recovery_db: *mut c_char,
 }
 
 extern "C" {
@@ -38,6 +39,7 @@ unsafe fn raw_from(param: *const RecoveryParam) -> RawConfig {
         store: s((*param).store),
         dir: s((*param).dir),
         node_id: s((*param).node_id),
+        recovery_db: s((*param).recovery_db),
     }
 }
 
@@ -96,17 +98,18 @@ pub unsafe fn load(parse_tree: *mut c_void, err_type: *mut config_error_type) ->
     if u32::from(flags) & (GSH_CONFIG_ERR_NOT_HARMLESS | GSH_CONFIG_ERR_BOGUS) != 0 {
         log::error!(
             "CTDB_RECOVERY block has errors: the 'Config File (<file>:<line>)' messages name \
-             each bad key or value (the block's keys are Store, Dir, Node_Id); refusing to start"
+             each bad key or value (the block's keys are Store, Dir, Node_Id, Recovery_DB); refusing to start"
         );
         return -1;
     }
     match validate(&raw) {
         Ok(config) => {
             log::info!(
-                "CTDB_RECOVERY: Store = {}, Dir = {}, Node_Id = {}",
+                "CTDB_RECOVERY: Store = {}, Dir = {}, Node_Id = {}, Recovery_DB = {}",
                 config.store,
                 config.dir.display(),
-                config.node_id
+                config.node_id,
+                config.recovery_db
             );
             *PARSED.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
             0

@@ -11,6 +11,7 @@ struct ctdb_recovery_param {
 	char *store;
 	char *dir;
 	char *node_id;
+	char *recovery_db;
 };
 
 /* Implemented in Rust (src/ganesha/config.rs): returns the number of invalid values. */
@@ -56,6 +57,7 @@ static struct config_item items[] = {
 	STR_ITEM("Store", GSH_CONFIG_STRING, "dir", store),
 	STR_ITEM("Dir", GSH_CONFIG_PATH, "/var/lib/ganesha-ctdb", dir),
 	STR_ITEM("Node_Id", GSH_CONFIG_STRING, NULL, node_id),
+	STR_ITEM("Recovery_DB", GSH_CONFIG_STRING, "ganesha_recovery.tdb", recovery_db),
 	{ .name = NULL },
 };
 

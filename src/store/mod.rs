@@ -2,6 +2,7 @@
 //! `grace@<node>`, ...); values are bytes. Every write is durable when the call returns (D1).
 //! A value that cannot be read back is skipped and logged by the caller, never fatal.
 
+pub mod ctdb;
 pub mod dir;
 pub mod memory;
 

@@ -1,0 +1,610 @@
+//! The cluster: namespaces, ctdbd per node (in a private view of /etc/ctdb, /var/lib/ctdb
+//! and /run, as ctdb-runtime.md describes), optional D-Bus + ganesha.nfsd per node.
+
+use crate::procs;
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::Signal;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, String>;
+
+#[derive(Debug, Clone)]
+pub struct GaneshaSpec {
+    /// Directory holding libganesha_rados_recov.so (our library under Ganesha's name).
+    pub lib_dir: PathBuf,
+    /// The CTDB_RECOVERY block; `$NODE` is replaced by the node's directory.
+    pub recovery_block: String,
+    pub grace_period: u32,
+    pub lease_lifetime: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub nodes: usize,
+    pub public_ips: usize,
+    pub ganesha: Option<GaneshaSpec>,
+    /// The `ganesha-ctdb` binary: when set, each node gets the 60.ganesha-ctdb event
+    /// script (ganesha-conf/) enabled, calling it.
+    pub ganesha_ctdb_bin: Option<PathBuf>,
+    /// The event script shim to install (ganesha-conf/events/60.ganesha-ctdb.script).
+    pub event_script: Option<PathBuf>,
+    /// Keep the work directory after teardown (for debugging); its path is printed.
+    pub keep: bool,
+}
+
+impl ClusterSpec {
+    pub fn new(nodes: usize, public_ips: usize) -> Self {
+        ClusterSpec {
+            nodes,
+            public_ips,
+            ganesha: None,
+            ganesha_ctdb_bin: None,
+            event_script: None,
+            keep: std::env::var_os("TESTBED_KEEP").is_some(),
+        }
+    }
+}
+
+pub struct Node {
+    pub pnn: u32,
+    pub name: String,
+    pub ns: String,
+    pub base: PathBuf,
+    pub addr: Ipv4Addr,
+    ctdbd: Option<Child>,
+    dbus: Option<Child>,
+    ganesha: Option<Child>,
+}
+
+impl Node {
+    pub fn socket(&self) -> PathBuf {
+        self.base.join("runroot/ctdb/ctdbd.socket")
+    }
+
+    pub fn dbus_address(&self) -> String {
+        format!("unix:path={}", self.base.join("dbus/system_bus_socket").display())
+    }
+
+    pub fn ganesha_log(&self) -> String {
+        fs::read_to_string(self.base.join("ganesha.log")).unwrap_or_default()
+    }
+
+    pub fn ctdb_log(&self) -> String {
+        fs::read_to_string(self.base.join("log.ctdb")).unwrap_or_default()
+    }
+
+    /// Runs the `ctdb` tool against this node's daemon (from the host, as an operator would
+    /// with CTDB_SOCKET).
+    pub fn ctdb(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("ctdb")
+            .args(args)
+            .env("CTDB_SOCKET", self.socket())
+            .output()
+            .map_err(|e| format!("ctdb {args:?}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "ctdb {args:?} on {}: {}{}",
+                self.name,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn ctdbd_pid(&self) -> Option<i32> {
+        self.ctdbd.as_ref().map(|c| c.id() as i32)
+    }
+
+    pub fn ganesha_pid(&self) -> Option<i32> {
+        self.ganesha.as_ref().map(|c| c.id() as i32)
+    }
+
+    pub fn ctdbd_running(&mut self) -> bool {
+        self.ctdbd
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+pub struct Cluster {
+    pub spec: ClusterSpec,
+    pub id: String,
+    work: Option<tempfile::TempDir>,
+    pub dir: PathBuf,
+    pub bridge_ns: String,
+    pub nodes: Vec<Node>,
+    pub public_ips: Vec<Ipv4Addr>,
+    namespaces: Vec<String>,
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run(Command::new("ip").args(args))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+fn mkdir(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))
+}
+
+/// Connects to `addr` from inside namespace `ns`.
+pub fn connect_in(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = fs::File::open(&path)?;
+        setns(&f, CloneFlags::CLONE_NEWNET).map_err(io::Error::other)?;
+        TcpStream::connect_timeout(&addr, timeout)
+    })
+    .join()
+    .map_err(|_| io::Error::other("connect thread panicked"))?
+}
+
+impl Cluster {
+    /// Builds the namespaces and configuration and starts every ctdbd (and Ganesha, if
+    /// specified); returns once all nodes are healthy and every public IP has a holder.
+    pub fn up(spec: ClusterSpec) -> Result<Cluster> {
+        if spec.nodes == 0 || spec.nodes > 8 || spec.public_ips == 0 || spec.public_ips > 16 {
+            return Err(format!(
+                "cluster of {} node(s) and {} public IP(s): want 1-8 nodes, 1-16 IPs",
+                spec.nodes, spec.public_ips
+            ));
+        }
+        let work = tempfile::Builder::new()
+            .prefix("testbed-")
+            .tempdir()
+            .map_err(|e| format!("work dir: {e}"))?;
+        let dir = work.path().to_path_buf();
+        let id = format!("tb{}", std::process::id() % 100_000);
+        let mut c = Cluster {
+            bridge_ns: format!("{id}br"),
+            nodes: Vec::new(),
+            public_ips: (1..=spec.public_ips as u8)
+                .map(|i| Ipv4Addr::new(10, 77, 1, i))
+                .collect(),
+            namespaces: Vec::new(),
+            id,
+            work: Some(work),
+            dir,
+            spec,
+        };
+        c.build()?;
+        for i in 0..c.nodes.len() {
+            c.start_ctdbd(i)?;
+        }
+        c.wait_healthy(Duration::from_secs(90))?;
+        if c.spec.ganesha.is_some() {
+            for i in 0..c.nodes.len() {
+                c.start_ganesha(i)?;
+            }
+        }
+        Ok(c)
+    }
+
+    fn build(&mut self) -> Result<()> {
+        let br = self.bridge_ns.clone();
+        ip(&["netns", "add", &br])?;
+        self.namespaces.push(br.clone());
+        ip(&["-n", &br, "link", "set", "lo", "up"])?;
+        ip(&["-n", &br, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &br, "addr", "add", "10.77.0.254/24", "dev", "br0"])?;
+        ip(&["-n", &br, "addr", "add", "10.77.1.254/24", "dev", "br0"])?;
+        ip(&["-n", &br, "link", "set", "br0", "up"])?;
+        let shared = self.dir.join("shared/.ctdb");
+        mkdir(&shared)?;
+        mkdir(&self.dir.join("export"))?;
+        let nodes_file: String = (1..=self.spec.nodes)
+            .map(|i| format!("10.77.0.{i}\n"))
+            .collect();
+        let public: String = self
+            .public_ips
+            .iter()
+            .map(|a| format!("{a}/24 eth0\n"))
+            .collect();
+        for i in 1..=self.spec.nodes {
+            let name = format!("n{i}");
+            let ns = format!("{}n{i}", self.id);
+            let base = self.dir.join(&name);
+            let addr = Ipv4Addr::new(10, 77, 0, i as u8);
+            ip(&["netns", "add", &ns])?;
+            self.namespaces.push(ns.clone());
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            let peer = format!("vn{i}");
+            ip(&["-n", &br, "link", "add", &peer, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+            ip(&["-n", &br, "link", "set", &peer, "master", "br0", "up"])?;
+            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            for d in ["etc/events/legacy", "var/volatile", "var/persistent", "var/state", "runroot/ctdb", "dbus", "run", "lib"] {
+                mkdir(&base.join(d))?;
+            }
+            let etc = base.join("etc");
+            write(
+                &etc.join("ctdb.conf"),
+                &format!(
+                    "[logging]\n\tlocation = file:{b}/log.ctdb\n\tlog level = NOTICE\n\
+                     [cluster]\n\tcluster lock = {lock}/cluster.lock\n\tnode address = {addr}\n\tleader timeout = 5\n\
+                     [database]\n\tvolatile database directory = {b}/var/volatile\n\
+                     \tpersistent database directory = {b}/var/persistent\n\
+                     \tstate database directory = {b}/var/state\n\
+                     [legacy]\n\trealtime scheduling = false\n",
+                    b = base.display(),
+                    lock = shared.display()
+                ),
+            )?;
+            write(&etc.join("nodes"), &nodes_file)?;
+            write(&etc.join("public_addresses"), &public)?;
+            // Recoveries are held back for RerecoveryTimeout after each one (10 s by
+            // default): tests that kill nodes in sequence would wait for it.
+            write(&etc.join("ctdb.tunables"), "RerecoveryTimeout=2\n")?;
+            for f in ["functions", "notify.sh", "debug-hung-script.sh", "debug_locks.sh", "script.options"] {
+                let src = Path::new("/etc/ctdb").join(f);
+                if src.exists() {
+                    fs::copy(&src, etc.join(f)).map_err(|e| format!("copy {}: {e}", src.display()))?;
+                }
+            }
+            for s in ["00.ctdb", "01.reclock", "05.system", "10.interface"] {
+                let file = format!("{s}.script");
+                symlink(
+                    Path::new("/usr/share/ctdb/events/legacy").join(&file),
+                    etc.join("events/legacy").join(&file),
+                )
+                .map_err(|e| format!("symlink {file}: {e}"))?;
+            }
+            if let Some(script) = &self.spec.event_script {
+                let dst = etc.join("events/legacy/60.ganesha-ctdb.script");
+                fs::copy(script, &dst).map_err(|e| format!("copy {}: {e}", script.display()))?;
+                fs::set_permissions(&dst, fs::Permissions::from_mode(0o755))
+                    .map_err(|e| format!("chmod {}: {e}", dst.display()))?;
+            }
+            self.nodes.push(Node {
+                pnn: (i - 1) as u32,
+                name,
+                ns,
+                base,
+                addr,
+                ctdbd: None,
+                dbus: None,
+                ganesha: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn node_env(&self, i: usize) -> Vec<(String, String)> {
+        let n = &self.nodes[i];
+        let mut env = vec![
+            ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            ("DBUS_SYSTEM_BUS_ADDRESS".into(), n.dbus_address()),
+            ("CTDB_SOCKET".into(), n.socket().display().to_string()),
+        ];
+        if let Some(bin) = &self.spec.ganesha_ctdb_bin {
+            env.push(("GANESHA_CTDB".into(), bin.display().to_string()));
+        }
+        env
+    }
+
+    /// Starts ctdbd on node `i` in its namespace and private view, in the foreground (-i)
+    /// so the pid we hold is ctdbd's own.
+    pub fn start_ctdbd(&mut self, i: usize) -> Result<()> {
+        let env = self.node_env(i);
+        let n = &mut self.nodes[i];
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(n.base.join("log.ctdb"))
+            .map_err(|e| format!("log: {e}"))?;
+        let view = r#"mount --make-rslave / 2>/dev/null
+mount --bind "$1/etc" /etc/ctdb && mount --bind "$1/var" /var/lib/ctdb && mount --bind "$1/runroot" /run || exit 97
+exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &n.ns, "sh", "-c", view, "sh"])
+            .arg(&n.base)
+            .arg(&n.name)
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("start ctdbd on {}: {e}", n.name))?;
+        n.ctdbd = Some(child);
+        Ok(())
+    }
+
+    /// `ctdb -X status` from the first node whose daemon answers: pnn -> flags all clear.
+    pub fn status(&self) -> Result<BTreeMap<u32, bool>> {
+        let mut last = String::from("no node answered");
+        for n in &self.nodes {
+            match n.ctdb(&["-X", "status"]) {
+                Ok(out) => {
+                    let mut m = BTreeMap::new();
+                    for line in out.lines().skip(1) {
+                        let f: Vec<&str> = line.split('|').collect();
+                        if f.len() < 11 {
+                            continue;
+                        }
+                        let ok = f[3..11].iter().all(|x| *x == "0");
+                        if let Ok(pnn) = f[1].parse() {
+                            m.insert(pnn, ok);
+                        }
+                    }
+                    return Ok(m);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Public IP -> holder pnn (None: unassigned), asked of node `via`.
+    pub fn ip_holders(&self, via: usize) -> Result<BTreeMap<Ipv4Addr, Option<u32>>> {
+        let out = self.nodes[via].ctdb(&["-X", "ip", "all"])?;
+        let mut m = BTreeMap::new();
+        for line in out.lines().skip(1) {
+            let f: Vec<&str> = line.split('|').collect();
+            if f.len() < 3 {
+                continue;
+            }
+            if let Ok(ip) = f[1].parse() {
+                m.insert(ip, f[2].parse::<i64>().ok().filter(|p| *p >= 0).map(|p| p as u32));
+            }
+        }
+        Ok(m)
+    }
+
+    pub fn holder(&self, ip: Ipv4Addr, via: usize) -> Result<Option<u32>> {
+        Ok(self.ip_holders(via)?.get(&ip).copied().flatten())
+    }
+
+    /// Waits until every running node is healthy and every public IP has a holder among
+    /// them, and the assignment has been stable for 3 s (failback after start-up).
+    pub fn wait_healthy(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        let mut stable_since: Option<(Instant, BTreeMap<Ipv4Addr, Option<u32>>)> = None;
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].ctdbd_running())
+            .collect();
+        while Instant::now() < deadline {
+            let ok = (|| -> Result<Option<BTreeMap<Ipv4Addr, Option<u32>>>> {
+                let st = self.status()?;
+                let healthy = running
+                    .iter()
+                    .all(|i| st.get(&self.nodes[*i].pnn).copied().unwrap_or(false));
+                if !healthy {
+                    return Ok(None);
+                }
+                let holders = self.ip_holders(running[0])?;
+                let all = holders.values().all(|h| h.is_some()) && holders.len() == self.public_ips.len();
+                // With as many IPs as nodes, CTDB gives every healthy node one.
+                let spread = self.public_ips.len() < running.len()
+                    || running
+                        .iter()
+                        .all(|i| holders.values().any(|h| *h == Some(self.nodes[*i].pnn)));
+                Ok((all && spread).then_some(holders))
+            })();
+            match (ok, &stable_since) {
+                (Ok(Some(h)), Some((t, prev))) if *prev == h => {
+                    if t.elapsed() >= Duration::from_secs(3) {
+                        return Ok(());
+                    }
+                }
+                (Ok(Some(h)), _) => stable_since = Some((Instant::now(), h)),
+                _ => stable_since = None,
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Err(format!(
+            "cluster not healthy within {limit:?}: status {:?}, ips {:?}\n{}",
+            self.status(),
+            self.ip_holders(0),
+            self.nodes
+                .iter()
+                .map(|n| format!("--- {} log.ctdb tail:\n{}", n.name, tail(&n.ctdb_log(), 15)))
+                .collect::<String>()
+        ))
+    }
+
+    /// Starts node `i`'s D-Bus (once) and ganesha.nfsd; returns once 2049 accepts.
+    pub fn start_ganesha(&mut self, i: usize) -> Result<()> {
+        let g = self
+            .spec
+            .ganesha
+            .clone()
+            .ok_or("the cluster was built without Ganesha")?;
+        let env = self.node_env(i);
+        let export = self.dir.join("export");
+        let n = &mut self.nodes[i];
+        if n.dbus.is_none() {
+            let conf = n.base.join("dbus.conf");
+            write(
+                &conf,
+                &format!(
+                    "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n \
+                     \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+                     <busconfig><type>system</type><listen>unix:path={}/dbus/system_bus_socket</listen>\
+                     <auth>EXTERNAL</auth><policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>\
+                     <allow send_destination=\"*\"/><allow receive_sender=\"*\"/></policy></busconfig>\n",
+                    n.base.display()
+                ),
+            )?;
+            let child = Command::new("dbus-daemon")
+                .arg(format!("--config-file={}", conf.display()))
+                .args(["--nofork", "--nopidfile"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("dbus-daemon: {e}"))?;
+            n.dbus = Some(child);
+            let sock = n.base.join("dbus/system_bus_socket");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !sock.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let lib = n.base.join("lib");
+        let link = lib.join("libganesha_rados_recov.so");
+        if !link.exists() {
+            symlink(g.lib_dir.join("libganesha_rados_recov.so"), &link)
+                .or_else(|_| symlink(g.lib_dir.join("libganesha_ctdb_recov.so"), &link))
+                .map_err(|e| format!("library link: {e}"))?;
+        }
+        let b = n.base.display().to_string();
+        let block = g.recovery_block.replace("$NODE", &b);
+        write(
+            &n.base.join("ganesha.conf"),
+            &format!(
+                "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
+                 NFS_KRB5 {{ Active_krb5 = false; CCacheDir = {b}/run/ccache; }}\n\
+                 NFSV4 {{ RecoveryBackend = rados_cluster; Minor_Versions = 0, 1, 2; Lease_Lifetime = {}; Grace_Period = {}; }}\n\
+                 {block}\n\
+                 EXPORT {{ Export_Id = 1; Path = {}; Pseudo = /export; Access_Type = RW; Squash = No_Root_Squash;\n\
+                          SecType = sys; Protocols = 4; Transports = TCP; FSAL {{ Name = VFS; }} }}\n\
+                 LOG {{ Default_Log_Level = EVENT; Components {{ CLIENTID = DEBUG; }} }}\n",
+                g.lease_lifetime,
+                g.grace_period,
+                export.display()
+            ),
+        )?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &n.ns, "/usr/bin/ganesha.nfsd", "-F", "-N", "NIV_EVENT"])
+            .arg("-L")
+            .arg(n.base.join("ganesha.log"))
+            .arg("-f")
+            .arg(n.base.join("ganesha.conf"))
+            .arg("-p")
+            .arg(n.base.join("run/ganesha.pid"))
+            .env_clear()
+            .envs(env)
+            .env("LD_LIBRARY_PATH", &lib)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| format!("ganesha.nfsd: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if connect_in(&n.ns, "127.0.0.1:2049".parse().map_err(|_| "addr")?, Duration::from_secs(1)).is_ok() {
+                break;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                return Err(format!("ganesha.nfsd on {} exited ({st}):\n{}", n.name, tail(&n.ganesha_log(), 30)));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("ganesha.nfsd on {} did not listen:\n{}", n.name, tail(&n.ganesha_log(), 30)));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        n.ganesha = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILLs node `i`'s ganesha.nfsd and ctdbd (and their descendants): a node crash.
+    pub fn kill_node(&mut self, i: usize) {
+        self.kill_ganesha(i);
+        let n = &mut self.nodes[i];
+        if let Some(mut c) = n.ctdbd.take() {
+            procs::kill_tree(c.id() as i32, Duration::from_secs(10));
+            let _ = c.wait();
+        }
+    }
+
+    pub fn kill_ganesha(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].ganesha.take() {
+            procs::kill_tree(c.id() as i32, Duration::from_secs(10));
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT node `i`'s ganesha.nfsd (a node that hangs before it is fenced).
+    pub fn stop_ganesha(&self, i: usize, stop: bool) {
+        if let Some(pid) = self.nodes[i].ganesha_pid() {
+            procs::signal(pid, if stop { Signal::SIGSTOP } else { Signal::SIGCONT });
+        }
+    }
+
+    /// Waits until `ip` is held by a node other than `not` (after a failover).
+    pub fn wait_ip_moved(&self, ip: Ipv4Addr, not: u32, via: usize, limit: Duration) -> Result<u32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(h)) = self.holder(ip, via) {
+                if h != not {
+                    return Ok(h);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(format!("{ip} did not move off node {not} within {limit:?}"))
+    }
+
+    pub fn node_by_pnn(&self, pnn: u32) -> Option<usize> {
+        self.nodes.iter().position(|n| n.pnn == pnn)
+    }
+
+    /// A readable summary of every node's logs, for assertion messages.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for n in &self.nodes {
+            let _ = write!(
+                s,
+                "--- {} ganesha.log:\n{}\n--- {} log.ctdb:\n{}\n",
+                n.name,
+                tail(&n.ganesha_log(), 40),
+                n.name,
+                tail(&n.ctdb_log(), 15)
+            );
+        }
+        s
+    }
+
+    fn teardown(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill_node(i);
+            if let Some(mut d) = self.nodes[i].dbus.take() {
+                let _ = d.kill();
+                let _ = d.wait();
+            }
+        }
+        for ns in self.namespaces.drain(..).rev() {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+        if self.spec.keep {
+            if let Some(w) = self.work.take() {
+                eprintln!("testbed: kept {}", w.keep().display());
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,364 @@
+//! ctdbd through Debian's `ctdb` tool: node map, public IPs, persistent-database reads and
+//! transactions. One process per call (≈7 ms of start-up each, ctdb-runtime.md §4), which the
+//! store amortises by group commit. `CtdbApi` is the seam a native ctdbd socket client
+//! will replace.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::io::Write;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub pnn: u32,
+    pub address: String,
+    /// Connected, not banned, not stopped: it serves clients or will.
+    pub live: bool,
+    pub this_node: bool,
+    /// The raw flags (Disconnected|Unknown|Banned|Disabled|Unhealthy|Stopped|Inactive|PartiallyOnline).
+    pub flags: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicIp {
+    pub ip: IpAddr,
+    /// PNN of the node holding it; None while unassigned.
+    pub holder: Option<u32>,
+}
+
+#[derive(Debug)]
+pub struct CtdbError(pub String);
+
+impl fmt::Display for CtdbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CtdbError {}
+
+pub type Result<T> = std::result::Result<T, CtdbError>;
+
+/// What the backend needs from ctdbd.
+pub trait CtdbApi: Send + Sync {
+    fn nodes(&self) -> Result<Vec<NodeInfo>>;
+    fn public_ips(&self) -> Result<Vec<PublicIp>>;
+    /// Attaches the persistent database, creating it cluster-wide if missing.
+    fn attach_persistent(&self, db: &str) -> Result<()>;
+    /// One persistent transaction: every write (None = delete) commits or none does.
+    fn transaction(&self, db: &str, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()>;
+    fn fetch(&self, db: &str, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// All records (deleted ones, stored empty by persistent transactions, are left out).
+    fn traverse(&self, db: &str) -> Result<Traverse>;
+    fn describe(&self) -> String;
+}
+
+#[derive(Debug, Default)]
+pub struct Traverse {
+    pub records: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Records the dump could not be parsed for, with why.
+    pub unparsed: Vec<String>,
+}
+
+/// The `ctdb` command-line tool, talking to the daemon at `socket` (CTDB_SOCKET) or at
+/// its compiled-in default.
+#[derive(Debug, Clone)]
+pub struct CtdbTool {
+    pub tool: PathBuf,
+    pub socket: Option<PathBuf>,
+}
+
+/// ptrans reads lines of at most 1023 bytes (fgets into char[1024]): longer pairs go
+/// through pstore/pdelete, one transaction each.
+const PTRANS_LINE_MAX: usize = 1023;
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(2 + 2 * b.len());
+    s.push_str("0x");
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+impl CtdbTool {
+    pub fn new() -> Self {
+        CtdbTool {
+            tool: PathBuf::from("ctdb"),
+            socket: std::env::var_os("CTDB_SOCKET").map(PathBuf::from),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.tool);
+        c.args(args);
+        if let Some(s) = &self.socket {
+            c.env("CTDB_SOCKET", s);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>> {
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let what = || {
+            let shown: Vec<&str> = args.iter().map(|a| if a.len() > 40 { "…" } else { *a }).collect();
+            format!("{} {}", self.tool.display(), shown.join(" "))
+        };
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| CtdbError(format!("cannot run {}: {e} (is the ctdb package installed?)", what())))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input)
+                .map_err(|e| CtdbError(format!("{}: writing its input: {e}", what())))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| CtdbError(format!("{}: {e}", what())))?;
+        if !out.status.success() {
+            return Err(CtdbError(format!(
+                "{} failed ({}): {}",
+                what(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(out.stdout)
+    }
+}
+
+impl Default for CtdbTool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Parses `ctdb -X status`.
+pub fn parse_status(out: &str) -> Vec<NodeInfo> {
+    out.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split('|').collect();
+            // |Node|IP|Disconnected|Unknown|Banned|Disabled|Unhealthy|Stopped|Inactive|PartiallyOnline|ThisNode|
+            if f.len() < 12 {
+                return None;
+            }
+            let pnn = f[1].parse().ok()?;
+            let flag = |i: usize| f[i] == "1";
+            Some(NodeInfo {
+                pnn,
+                address: f[2].to_string(),
+                live: !flag(3) && !flag(5) && !flag(8),
+                this_node: f[11] == "Y",
+                flags: f[3..11].join(""),
+            })
+        })
+        .collect()
+}
+
+/// Parses `ctdb -X ip all`.
+pub fn parse_ips(out: &str) -> Vec<PublicIp> {
+    out.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split('|').collect();
+            if f.len() < 3 {
+                return None;
+            }
+            let ip = f[1].parse().ok()?;
+            let holder = f[2].parse::<i64>().ok().filter(|p| *p >= 0).map(|p| p as u32);
+            Some(PublicIp { ip, holder })
+        })
+        .collect()
+}
+
+/// Parses `ctdb catdb` output: `key(N) = "…"`, header lines, `data(M) = "…"`. Bytes are
+/// printed raw when ASCII and as `\XX` otherwise, so a string is read by its announced
+/// length: `\XX` with XX >= 0x80 is one escaped byte, anything else one raw byte.
+pub fn parse_catdb(out: &[u8]) -> Traverse {
+    let mut t = Traverse::default();
+    let mut pos = 0;
+    while let Some(off) = find(&out[pos..], b"key(") {
+        let start = pos + off;
+        match parse_item(out, start, b"key(") {
+            Ok((key, after_key)) => match find(&out[after_key..], b"data(")
+                .ok_or_else(|| "no data(...) after the key".to_string())
+                .and_then(|d| parse_item(out, after_key + d, b"data("))
+            {
+                Ok((data, after)) => {
+                    if !data.is_empty() {
+                        t.records.push((key, data));
+                    }
+                    pos = after;
+                }
+                Err(e) => {
+                    t.unparsed.push(format!("record {:?}: {e}", String::from_utf8_lossy(&key)));
+                    pos = after_key;
+                }
+            },
+            Err(e) => {
+                t.unparsed.push(format!("at byte {start}: {e}"));
+                pos = start + 4;
+            }
+        }
+    }
+    t
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn parse_item(out: &[u8], start: usize, label: &[u8]) -> std::result::Result<(Vec<u8>, usize), String> {
+    let mut p = start + label.len();
+    let close = find(&out[p..], b") = \"").ok_or("no ') = \"'")?;
+    let n: usize = std::str::from_utf8(&out[p..p + close])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or("length is not a number")?;
+    p += close + 5;
+    let mut bytes = Vec::with_capacity(n);
+    while bytes.len() < n {
+        let b = *out.get(p).ok_or("output ends inside a string")?;
+        if b == b'\\' {
+            if let Some(v) = out
+                .get(p + 1..p + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .filter(|v| *v >= 0x80)
+            {
+                bytes.push(v);
+                p += 3;
+                continue;
+            }
+        }
+        bytes.push(b);
+        p += 1;
+    }
+    if out.get(p) != Some(&b'"') {
+        return Err(format!("string of {n} bytes not followed by '\"'"));
+    }
+    Ok((bytes, p + 1))
+}
+
+impl CtdbApi for CtdbTool {
+    fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        let out = self.run(&["-X", "status"], None)?;
+        let nodes = parse_status(&String::from_utf8_lossy(&out));
+        if nodes.is_empty() {
+            return Err(CtdbError("ctdb -X status listed no nodes".into()));
+        }
+        Ok(nodes)
+    }
+
+    fn public_ips(&self) -> Result<Vec<PublicIp>> {
+        let out = self.run(&["-X", "ip", "all"], None)?;
+        Ok(parse_ips(&String::from_utf8_lossy(&out)))
+    }
+
+    fn attach_persistent(&self, db: &str) -> Result<()> {
+        self.run(&["attach", db, "persistent"], None).map(|_| ())
+    }
+
+    fn transaction(&self, db: &str, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        let mut input = String::new();
+        let mut long = Vec::new();
+        for (k, v) in writes {
+            let line = format!(
+                "\"{}\" \"{}\"\n",
+                hex(k),
+                v.as_deref().map(hex).unwrap_or_default()
+            );
+            if line.len() > PTRANS_LINE_MAX {
+                long.push((k, v));
+            } else {
+                input.push_str(&line);
+            }
+        }
+        if !input.is_empty() {
+            self.run(&["ptrans", db], Some(input.as_bytes()))?;
+        }
+        for (k, v) in long {
+            match v {
+                Some(v) => self.run(&["pstore", db, &hex(k), &hex(v)], None)?,
+                None => self.run(&["pdelete", db, &hex(k)], None)?,
+            };
+        }
+        Ok(())
+    }
+
+    fn fetch(&self, db: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut out = self.run(&["pfetch", db, &hex(key)], None)?;
+        if out.last() == Some(&b'\n') {
+            out.pop();
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+
+    fn traverse(&self, db: &str) -> Result<Traverse> {
+        Ok(parse_catdb(&self.run(&["catdb", db], None)?))
+    }
+
+    fn describe(&self) -> String {
+        match &self.socket {
+            Some(s) => format!("ctdbd at {}", s.display()),
+            None => "ctdbd".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_marks_disconnected_banned_and_stopped_nodes_not_live() {
+        let out = "|Node|IP|Disconnected|Unknown|Banned|Disabled|Unhealthy|Stopped|Inactive|PartiallyOnline|ThisNode|\n\
+                   |0|10.77.0.1|0|0|0|0|0|0|0|0|N|\n\
+                   |1|10.77.0.2|1|0|0|0|0|0|1|0|N|\n\
+                   |2|10.77.0.3|0|0|0|1|1|0|0|0|Y|\n\
+                   |3|10.77.0.4|0|0|0|0|0|1|1|0|N|\n";
+        let n = parse_status(out);
+        assert_eq!(n.len(), 4);
+        assert!(n[0].live && !n[0].this_node);
+        assert!(!n[1].live, "disconnected");
+        assert!(n[2].live && n[2].this_node, "disabled/unhealthy still live");
+        assert!(!n[3].live, "stopped");
+    }
+
+    #[test]
+    fn ips_with_unassigned() {
+        let out = "|Public IP|Node|\n|10.77.1.1|0|\n|10.77.1.2|-1|\n|bogus|1|\n";
+        let ips = parse_ips(out);
+        assert_eq!(ips.len(), 2);
+        assert_eq!(ips[0].holder, Some(0));
+        assert_eq!(ips[1].holder, None);
+    }
+
+    #[test]
+    fn catdb_is_read_by_length_with_escapes_and_embedded_quotes() {
+        let out = b"key(9) = \"v4@a\"b\\\\x\"\ndmaster: 0\nrsn: 2\nflags: 0x00000000\ndata(5) = \"ab\\80\nc\"\n\n\
+key(5) = \"gone!\"\ndmaster: 0\nrsn: 3\nflags: 0x00000000\ndata(0) = \"\"\n\nDumped 2 records\n";
+        let t = parse_catdb(out);
+        assert!(t.unparsed.is_empty(), "{:?}", t.unparsed);
+        assert_eq!(t.records.len(), 1, "the empty (deleted) record is left out");
+        assert_eq!(t.records[0].0, b"v4@a\"b\\\\x".to_vec());
+        assert_eq!(t.records[0].1, vec![b'a', b'b', 0x80, b'\n', b'c']);
+    }
+
+    #[test]
+    fn truncated_catdb_reports_instead_of_panicking() {
+        let full = b"key(3) = \"abc\"\ndmaster: 0\ndata(3) = \"xyz\"\n".to_vec();
+        let complete = full.iter().rposition(|b| *b == b'"').unwrap() + 1;
+        for cut in 0..full.len() {
+            let t = parse_catdb(&full[..cut]);
+            assert_eq!(t.records.len(), usize::from(cut >= complete), "cut {cut}");
+        }
+        assert_eq!(parse_catdb(&full).records.len(), 1);
+    }
+
+    #[test]
+    fn hex_keys_for_ptrans() {
+        assert_eq!(hex(b"v4@"), "0x763440");
+    }
+}

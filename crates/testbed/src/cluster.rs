@@ -467,9 +467,12 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         let lib = n.base.join("lib");
         let link = lib.join("libganesha_rados_recov.so");
         if !link.exists() {
-            symlink(g.lib_dir.join("libganesha_rados_recov.so"), &link)
-                .or_else(|_| symlink(g.lib_dir.join("libganesha_ctdb_recov.so"), &link))
-                .map_err(|e| format!("library link: {e}"))?;
+            let target = ["libganesha_rados_recov.so", "libganesha_ctdb_recov.so"]
+                .iter()
+                .map(|f| g.lib_dir.join(f))
+                .find(|p| p.exists())
+                .ok_or_else(|| format!("no ganesha-ctdb library in {}", g.lib_dir.display()))?;
+            symlink(target, &link).map_err(|e| format!("library link: {e}"))?;
         }
         let b = n.base.display().to_string();
         let block = g.recovery_block.replace("$NODE", &b);

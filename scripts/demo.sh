@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Single-node demo: the real ganesha.nfsd loads ganesha-ctdb (dir store, the embedded
-# default) inside a network namespace; an NFSv4.0 and an NFSv4.1 client (nfs4-client, in
-# crates/) lock a file each; the server is killed with SIGKILL and restarted; a newcomer is
-# refused with NFS4ERR_GRACE while both clients reclaim their opens and locks. Needs root.
-# Cleans up everything it started, by pid.
+# The demo. Needs root; cleans up everything it started, by pid.
+#
+#   ./scripts/demo.sh          failover on a real 3-node CTDB cluster (network namespaces):
+#                              clients lock through public IP X, the node holding X is
+#                              SIGKILLed, CTDB moves X, the clients reclaim through X on the
+#                              new node while a newcomer gets NFS4ERR_GRACE
+#                              (examples/failover_demo.rs)
+#   ./scripts/demo.sh single   one ganesha.nfsd with the backend on the embedded default
+#                              (dir store): clients lock, the server is SIGKILLed and
+#                              restarted, the clients reclaim
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
+
+if [[ ${1:-} != single ]]; then
+  cargo build --release --quiet --workspace --lib --bins --examples
+  exec ./target/release/examples/failover_demo
+fi
+
+# Single-node demo.
 cargo build --release --quiet --workspace
 
 work=$(mktemp -d /tmp/ganesha-ctdb-demo.XXXXXX)

@@ -123,11 +123,15 @@ impl Backend {
                          first (ganesha.nfsd must start after ctdb)"
                     ))
                 })?;
-                let pnn = nodes.iter().find(|n| n.this_node).map(|n| n.pnn).ok_or_else(|| {
-                    BackendError::Unsupported(
-                        "Store = ctdb: `ctdb -X status` did not mark this node".into(),
-                    )
-                })?;
+                let pnn = nodes
+                    .iter()
+                    .find(|n| n.this_node)
+                    .map(|n| n.pnn)
+                    .ok_or_else(|| {
+                        BackendError::Unsupported(
+                            "Store = ctdb: `ctdb -X status` did not mark this node".into(),
+                        )
+                    })?;
                 let store = CtdbStore::open(Box::new(tool.clone()), &config.recovery_db)?;
                 // In a cluster the node is its PNN: grace@<pnn> and stamps "<pnn>.<epoch>"
                 // are then unique without configuration.
@@ -294,7 +298,7 @@ impl Backend {
         log::info!(
             "grace epoch {} ({}): {} client(s) may reclaim",
             st.grace.epoch,
-            describe_scope(&st.scope),
+            describe_scope(&st.scope, start == &GraceStart::Restart),
             entries.len()
         );
         entries
@@ -345,7 +349,10 @@ impl Backend {
         let ips = match c.ctdb.public_ips() {
             Ok(ips) => ips,
             Err(e) => {
-                log::error!("cannot list public IPs to file client {:#x}: {e}", client.clientid);
+                log::error!(
+                    "cannot list public IPs to file client {:#x}: {e}",
+                    client.clientid
+                );
                 return vec![ServerIp::Local];
             }
         };
@@ -387,9 +394,15 @@ impl Backend {
             revoked: Vec::new(),
         };
         let encoded = record.encode();
-        let result = keys.iter().try_for_each(|key| self.store.put(key, &encoded));
+        let result = keys
+            .iter()
+            .try_for_each(|key| self.store.put(key, &encoded));
         match &result {
-            Ok(()) => log::debug!("add_clid {:#x}: stored {}", client.clientid, keys.join(", ")),
+            Ok(()) => log::debug!(
+                "add_clid {:#x}: stored {}",
+                client.clientid,
+                keys.join(", ")
+            ),
             Err(e) => log::error!(
                 "add_clid {:#x}: client record not stored ({e}); this client cannot reclaim \
                  after a restart",
@@ -549,12 +562,16 @@ fn names_ip(text: &str, ip: &IpAddr) -> bool {
     })
 }
 
-fn describe_scope(scope: &Option<BTreeSet<ServerIp>>) -> String {
+fn describe_scope(scope: &Option<BTreeSet<ServerIp>>, restart: bool) -> String {
     match scope {
         None => "all records of this node".into(),
         Some(ips) => {
             let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
-            format!("takeover of {}", ips.join(", "))
+            if restart {
+                format!("restart; records of {}", ips.join(", "))
+            } else {
+                format!("takeover of {}", ips.join(", "))
+            }
         }
     }
 }
@@ -668,6 +685,16 @@ mod tests {
         // A second takeover in the same grace period adds that IP's clients.
         let offered = b.read_clids(&GraceStart::TakeIp("10.0.0.2".parse().unwrap()));
         assert_eq!(offered.len(), 2);
+    }
+
+    #[test]
+    fn an_owner_names_an_ip_only_as_a_whole_address() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(names_ip("Linux NFSv4.0 10.0.0.9/10.0.0.1 tcp", &ip));
+        assert!(names_ip("10.0.0.1", &ip));
+        assert!(!names_ip("Linux NFSv4.0 10.0.0.9/10.0.0.10 tcp", &ip));
+        assert!(!names_ip("110.0.0.1", &ip));
+        assert!(!names_ip("::ffff:10.0.0.1a", &ip));
     }
 
     #[test]

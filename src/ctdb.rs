@@ -4,10 +4,10 @@
 //! will replace.
 
 use std::fmt;
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::io::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -102,14 +102,24 @@ impl CtdbTool {
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>> {
         let mut cmd = self.command(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let what = || {
-            let shown: Vec<&str> = args.iter().map(|a| if a.len() > 40 { "…" } else { *a }).collect();
+            let shown: Vec<&str> = args
+                .iter()
+                .map(|a| if a.len() > 40 { "…" } else { *a })
+                .collect();
             format!("{} {}", self.tool.display(), shown.join(" "))
         };
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| CtdbError(format!("cannot run {}: {e} (is the ctdb package installed?)", what())))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            CtdbError(format!(
+                "cannot run {}: {e} (is the ctdb package installed?)",
+                what()
+            ))
+        })?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
             pipe.write_all(input)
                 .map_err(|e| CtdbError(format!("{}: writing its input: {e}", what())))?;
@@ -166,15 +176,21 @@ pub fn parse_ips(out: &str) -> Vec<PublicIp> {
                 return None;
             }
             let ip = f[1].parse().ok()?;
-            let holder = f[2].parse::<i64>().ok().filter(|p| *p >= 0).map(|p| p as u32);
+            let holder = f[2]
+                .parse::<i64>()
+                .ok()
+                .filter(|p| *p >= 0)
+                .map(|p| p as u32);
             Some(PublicIp { ip, holder })
         })
         .collect()
 }
 
-/// Parses `ctdb catdb` output: `key(N) = "…"`, header lines, `data(M) = "…"`. Bytes are
-/// printed raw when ASCII and as `\XX` otherwise, so a string is read by its announced
-/// length: `\XX` with XX >= 0x80 is one escaped byte, anything else one raw byte.
+/// Parses `ctdb catdb` output: `key(N) = "…"`, header lines, `data(M) = "…"`. Debian's
+/// 4.17 tool prints printable ASCII raw and every other byte as `\XX`, so a string is read
+/// by its announced length: `\XX` naming a non-printable byte is one escaped byte, anything
+/// else one raw byte. (A raw backslash followed by hex digits naming a control byte would
+/// be misread; our keys and values never contain one.)
 pub fn parse_catdb(out: &[u8]) -> Traverse {
     let mut t = Traverse::default();
     let mut pos = 0;
@@ -192,7 +208,8 @@ pub fn parse_catdb(out: &[u8]) -> Traverse {
                     pos = after;
                 }
                 Err(e) => {
-                    t.unparsed.push(format!("record {:?}: {e}", String::from_utf8_lossy(&key)));
+                    t.unparsed
+                        .push(format!("record {:?}: {e}", String::from_utf8_lossy(&key)));
                     pos = after_key;
                 }
             },
@@ -209,7 +226,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn parse_item(out: &[u8], start: usize, label: &[u8]) -> std::result::Result<(Vec<u8>, usize), String> {
+fn parse_item(
+    out: &[u8],
+    start: usize,
+    label: &[u8],
+) -> std::result::Result<(Vec<u8>, usize), String> {
     let mut p = start + label.len();
     let close = find(&out[p..], b") = \"").ok_or("no ') = \"'")?;
     let n: usize = std::str::from_utf8(&out[p..p + close])
@@ -225,7 +246,7 @@ fn parse_item(out: &[u8], start: usize, label: &[u8]) -> std::result::Result<(Ve
                 .get(p + 1..p + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .filter(|v| *v >= 0x80)
+                .filter(|v| !(0x20..0x7f).contains(v))
             {
                 bytes.push(v);
                 p += 3;
@@ -337,13 +358,16 @@ mod tests {
 
     #[test]
     fn catdb_is_read_by_length_with_escapes_and_embedded_quotes() {
-        let out = b"key(9) = \"v4@a\"b\\\\x\"\ndmaster: 0\nrsn: 2\nflags: 0x00000000\ndata(5) = \"ab\\80\nc\"\n\n\
+        let out = b"key(23) = \"__db_sequence_number__\\00\"\ndata(8) = \"\\02\\00\\00\\00\\00\\00\\00\\00\"\n\n\
+key(9) = \"v4@a\"b\\\\x\"\ndmaster: 0\nrsn: 2\nflags: 0x00000000\ndata(5) = \"ab\\80\nc\"\n\n\
 key(5) = \"gone!\"\ndmaster: 0\nrsn: 3\nflags: 0x00000000\ndata(0) = \"\"\n\nDumped 2 records\n";
         let t = parse_catdb(out);
         assert!(t.unparsed.is_empty(), "{:?}", t.unparsed);
-        assert_eq!(t.records.len(), 1, "the empty (deleted) record is left out");
-        assert_eq!(t.records[0].0, b"v4@a\"b\\\\x".to_vec());
-        assert_eq!(t.records[0].1, vec![b'a', b'b', 0x80, b'\n', b'c']);
+        assert_eq!(t.records.len(), 2, "the empty (deleted) record is left out");
+        assert_eq!(t.records[0].0, b"__db_sequence_number__\0".to_vec());
+        assert_eq!(t.records[0].1, vec![2, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(t.records[1].0, b"v4@a\"b\\\\x".to_vec());
+        assert_eq!(t.records[1].1, vec![b'a', b'b', 0x80, b'\n', b'c']);
     }
 
     #[test]

@@ -70,7 +70,11 @@ fn client(c: &Cluster, ip: Ipv4Addr, minor: u32, owner: &str) -> Client {
     })
 }
 
-fn refused<T: std::fmt::Debug>(res: Result<T, nfs4_client::Error>, allowed: &[NfsStat], what: &str) {
+fn refused<T: std::fmt::Debug>(
+    res: Result<T, nfs4_client::Error>,
+    allowed: &[NfsStat],
+    what: &str,
+) {
     match res {
         Err(e) if e.status().is_some_and(|s| allowed.contains(&s)) => {}
         other => panic!("{what}: want one of {allowed:?}, got {other:?}"),
@@ -85,7 +89,11 @@ fn wait_log(c: &Cluster, node: usize, needle: &str, limit: Duration) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("node {} never logged {needle:?}:\n{}", c.nodes[node].name, c.logs());
+    panic!(
+        "node {} never logged {needle:?}:\n{}",
+        c.nodes[node].name,
+        c.logs()
+    );
 }
 
 #[test]
@@ -94,10 +102,14 @@ fn ctdb_store_replicates_survives_a_full_cluster_restart_and_loses_no_concurrent
     let mut c = Cluster::up(ClusterSpec::new(3, 3)).expect("cluster up");
     let db = "gctdb_store_test.tdb";
     let s1 = store_on(&c, 0, db);
-    s1.put("v4@10.77.1.1@client-a", b"v1 clientid=1 stamp=0.1").unwrap();
+    s1.put("v4@10.77.1.1@client-a", b"v1 clientid=1 stamp=0.1")
+        .unwrap();
     for i in 1..3 {
         assert_eq!(
-            store_on(&c, i, db).get("v4@10.77.1.1@client-a").unwrap().as_deref(),
+            store_on(&c, i, db)
+                .get("v4@10.77.1.1@client-a")
+                .unwrap()
+                .as_deref(),
             Some(&b"v1 clientid=1 stamp=0.1"[..]),
             "node {i} reads node 0's write"
         );
@@ -108,15 +120,27 @@ fn ctdb_store_replicates_survives_a_full_cluster_restart_and_loses_no_concurrent
     let writers: Vec<_> = (0..64)
         .map(|i| {
             let s = s2.clone();
-            std::thread::spawn(move || s.put(&format!("v4@10.77.1.2@w{i:02}"), format!("v{i}").as_bytes()))
+            std::thread::spawn(move || {
+                s.put(&format!("v4@10.77.1.2@w{i:02}"), format!("v{i}").as_bytes())
+            })
         })
         .collect();
     for w in writers {
         w.join().unwrap().expect("group-committed write");
     }
-    assert_eq!(store_on(&c, 2, db).scan("v4@10.77.1.2@").unwrap().entries.len(), 64);
+    assert_eq!(
+        store_on(&c, 2, db)
+            .scan("v4@10.77.1.2@")
+            .unwrap()
+            .entries
+            .len(),
+        64
+    );
     assert!(s1.delete("v4@10.77.1.1@client-a").unwrap());
-    assert_eq!(store_on(&c, 2, db).get("v4@10.77.1.1@client-a").unwrap(), None);
+    assert_eq!(
+        store_on(&c, 2, db).get("v4@10.77.1.1@client-a").unwrap(),
+        None
+    );
     s1.put("v4@10.77.1.1@client-b", b"kept").unwrap();
 
     // Full cluster restart: every ctdbd killed, then started again.
@@ -129,8 +153,17 @@ fn ctdb_store_replicates_survives_a_full_cluster_restart_and_loses_no_concurrent
     c.wait_healthy(Duration::from_secs(90)).unwrap();
     for i in 0..3 {
         let s = store_on(&c, i, db);
-        assert_eq!(s.scan("v4@10.77.1.2@").unwrap().entries.len(), 64, "node {i}");
-        assert_eq!(s.get("v4@10.77.1.1@client-b").unwrap().as_deref(), Some(&b"kept"[..]));
+        let scan = s.scan("v4@10.77.1.2@").unwrap();
+        assert_eq!(scan.entries.len(), 64, "node {i}");
+        assert!(
+            scan.skipped.is_empty(),
+            "catdb parsed: {:?}",
+            scan.skipped.iter().map(|k| &k.reason).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            s.get("v4@10.77.1.1@client-b").unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
         assert_eq!(s.get("v4@10.77.1.1@client-a").unwrap(), None);
     }
 }
@@ -147,7 +180,13 @@ fn takeover_scenario(kill: bool) {
     let y = *c
         .public_ips
         .iter()
-        .find(|ip| holders.get(ip).copied().flatten().is_some_and(|h| h != a_pnn))
+        .find(|ip| {
+            holders
+                .get(ip)
+                .copied()
+                .flatten()
+                .is_some_and(|h| h != a_pnn)
+        })
         .expect("an IP on another node");
     let survivor = (0..c.nodes.len()).find(|i| *i != a).unwrap();
 
@@ -172,20 +211,36 @@ fn takeover_scenario(kill: bool) {
     cy.lock(&mut fy, LockType::Write, 0, 100, false).unwrap();
 
     let store = store_on(&c, survivor, "ganesha_recovery.tdb");
-    let keys: Vec<String> = store.scan("v4@").unwrap().entries.into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<String> = store
+        .scan("v4@")
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     // Owners with '/' or '.' are hex in the tag (Ganesha's own format), so count by IP.
-    let under = |ip: Ipv4Addr| keys.iter().filter(|k| k.starts_with(&format!("v4@{ip}@"))).count();
-    assert_eq!((under(x), under(y), keys.len()), (2, 1, 3), "records by server IP: {keys:?}");
+    let under = |ip: Ipv4Addr| {
+        keys.iter()
+            .filter(|k| k.starts_with(&format!("v4@{ip}@")))
+            .count()
+    };
+    assert_eq!(
+        (under(x), under(y), keys.len()),
+        (2, 1, 3),
+        "records by server IP: {keys:?}"
+    );
 
     let b_pnn = if kill {
         c.kill_node(a);
-        c.wait_ip_moved(x, a_pnn, survivor, Duration::from_secs(40)).unwrap()
+        c.wait_ip_moved(x, a_pnn, survivor, Duration::from_secs(40))
+            .unwrap()
     } else {
         let target = c.nodes[survivor].pnn;
         c.nodes[survivor]
             .ctdb(&["moveip", &x.to_string(), &target.to_string()])
             .unwrap();
-        c.wait_ip_moved(x, a_pnn, survivor, Duration::from_secs(40)).unwrap()
+        c.wait_ip_moved(x, a_pnn, survivor, Duration::from_secs(40))
+            .unwrap()
     };
     let b = c.node_by_pnn(b_pnn).unwrap();
     let want = format!("(takeover of {x}): 2 client(s) may reclaim");
@@ -194,12 +249,16 @@ fn takeover_scenario(kill: bool) {
     // The X clients reclaim through X, now on node B.
     c40.disconnect();
     c40.establish().unwrap();
-    let mut r40 = c40.reclaim_open(&f40.fh).expect("v4.0 OPEN CLAIM_PREVIOUS on the new node");
+    let mut r40 = c40
+        .reclaim_open(&f40.fh)
+        .expect("v4.0 OPEN CLAIM_PREVIOUS on the new node");
     c40.lock(&mut r40, LockType::Write, 0, 100, true)
         .expect("v4.0 LOCK reclaim on the new node");
     c41.disconnect();
     c41.establish().unwrap();
-    let mut r41 = c41.reclaim_open(&f41.fh).expect("v4.1 OPEN CLAIM_PREVIOUS on the new node");
+    let mut r41 = c41
+        .reclaim_open(&f41.fh)
+        .expect("v4.1 OPEN CLAIM_PREVIOUS on the new node");
     c41.lock(&mut r41, LockType::Write, 0, 100, true)
         .expect("v4.1 LOCK reclaim on the new node");
     c41.reclaim_complete().unwrap();
@@ -215,7 +274,11 @@ fn takeover_scenario(kill: bool) {
     // Newcomers wait for grace on B.
     let mut newcomer = client(&c, x, 0, "newcomer");
     newcomer.establish().unwrap();
-    refused(newcomer.open("export/other.txt"), &[NfsStat::GRACE], "OPEN during takeover grace");
+    refused(
+        newcomer.open("export/other.txt"),
+        &[NfsStat::GRACE],
+        "OPEN during takeover grace",
+    );
     eprintln!("{}", testbed::cluster::tail(&c.nodes[b].ganesha_log(), 12));
 }
 

@@ -70,7 +70,10 @@ impl Node {
     }
 
     pub fn dbus_address(&self) -> String {
-        format!("unix:path={}", self.base.join("dbus/system_bus_socket").display())
+        format!(
+            "unix:path={}",
+            self.base.join("dbus/system_bus_socket").display()
+        )
     }
 
     pub fn ganesha_log(&self) -> String {
@@ -233,11 +236,31 @@ impl Cluster {
             self.namespaces.push(ns.clone());
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
             let peer = format!("vn{i}");
-            ip(&["-n", &br, "link", "add", &peer, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+            ip(&[
+                "-n", &br, "link", "add", &peer, "type", "veth", "peer", "name", "eth0", "netns",
+                &ns,
+            ])?;
             ip(&["-n", &br, "link", "set", &peer, "master", "br0", "up"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ])?;
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            for d in ["etc/events/legacy", "var/volatile", "var/persistent", "var/state", "runroot/ctdb", "dbus", "run", "lib"] {
+            for d in [
+                "etc/events/legacy",
+                "var/volatile",
+                "var/persistent",
+                "var/state",
+                "runroot/ctdb",
+                "dbus",
+                "run",
+                "lib",
+            ] {
                 mkdir(&base.join(d))?;
             }
             let etc = base.join("etc");
@@ -259,10 +282,17 @@ impl Cluster {
             // Recoveries are held back for RerecoveryTimeout after each one (10 s by
             // default): tests that kill nodes in sequence would wait for it.
             write(&etc.join("ctdb.tunables"), "RerecoveryTimeout=2\n")?;
-            for f in ["functions", "notify.sh", "debug-hung-script.sh", "debug_locks.sh", "script.options"] {
+            for f in [
+                "functions",
+                "notify.sh",
+                "debug-hung-script.sh",
+                "debug_locks.sh",
+                "script.options",
+            ] {
                 let src = Path::new("/etc/ctdb").join(f);
                 if src.exists() {
-                    fs::copy(&src, etc.join(f)).map_err(|e| format!("copy {}: {e}", src.display()))?;
+                    fs::copy(&src, etc.join(f))
+                        .map_err(|e| format!("copy {}: {e}", src.display()))?;
                 }
             }
             for s in ["00.ctdb", "01.reclock", "05.system", "10.interface"] {
@@ -369,7 +399,13 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
                 continue;
             }
             if let Ok(ip) = f[1].parse() {
-                m.insert(ip, f[2].parse::<i64>().ok().filter(|p| *p >= 0).map(|p| p as u32));
+                m.insert(
+                    ip,
+                    f[2].parse::<i64>()
+                        .ok()
+                        .filter(|p| *p >= 0)
+                        .map(|p| p as u32),
+                );
             }
         }
         Ok(m)
@@ -388,6 +424,14 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
             .filter(|i| self.nodes[*i].ctdbd_running())
             .collect();
         while Instant::now() < deadline {
+            if let Some(i) = running.iter().find(|i| !self.nodes[**i].ctdbd_running()) {
+                let n = &self.nodes[*i];
+                return Err(format!(
+                    "ctdbd on {} exited while the cluster was starting:\n{}",
+                    n.name,
+                    tail(&n.ctdb_log(), 20)
+                ));
+            }
             let ok = (|| -> Result<Option<BTreeMap<Ipv4Addr, Option<u32>>>> {
                 let st = self.status()?;
                 let healthy = running
@@ -397,7 +441,8 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
                     return Ok(None);
                 }
                 let holders = self.ip_holders(running[0])?;
-                let all = holders.values().all(|h| h.is_some()) && holders.len() == self.public_ips.len();
+                let all =
+                    holders.values().all(|h| h.is_some()) && holders.len() == self.public_ips.len();
                 // With as many IPs as nodes, CTDB gives every healthy node one.
                 let spread = self.public_ips.len() < running.len()
                     || running
@@ -492,31 +537,53 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
             ),
         )?;
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &n.ns, "/usr/bin/ganesha.nfsd", "-F", "-N", "NIV_EVENT"])
-            .arg("-L")
-            .arg(n.base.join("ganesha.log"))
-            .arg("-f")
-            .arg(n.base.join("ganesha.conf"))
-            .arg("-p")
-            .arg(n.base.join("run/ganesha.pid"))
-            .env_clear()
-            .envs(env)
-            .env("LD_LIBRARY_PATH", &lib)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "netns",
+            "exec",
+            &n.ns,
+            "/usr/bin/ganesha.nfsd",
+            "-F",
+            "-N",
+            "NIV_EVENT",
+        ])
+        .arg("-L")
+        .arg(n.base.join("ganesha.log"))
+        .arg("-f")
+        .arg(n.base.join("ganesha.conf"))
+        .arg("-p")
+        .arg(n.base.join("run/ganesha.pid"))
+        .env_clear()
+        .envs(env)
+        .env("LD_LIBRARY_PATH", &lib)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         let mut child = cmd.spawn().map_err(|e| format!("ganesha.nfsd: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if connect_in(&n.ns, "127.0.0.1:2049".parse().map_err(|_| "addr")?, Duration::from_secs(1)).is_ok() {
+            if connect_in(
+                &n.ns,
+                "127.0.0.1:2049".parse().map_err(|_| "addr")?,
+                Duration::from_secs(1),
+            )
+            .is_ok()
+            {
                 break;
             }
             if let Ok(Some(st)) = child.try_wait() {
-                return Err(format!("ganesha.nfsd on {} exited ({st}):\n{}", n.name, tail(&n.ganesha_log(), 30)));
+                return Err(format!(
+                    "ganesha.nfsd on {} exited ({st}):\n{}",
+                    n.name,
+                    tail(&n.ganesha_log(), 30)
+                ));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(format!("ganesha.nfsd on {} did not listen:\n{}", n.name, tail(&n.ganesha_log(), 30)));
+                return Err(format!(
+                    "ganesha.nfsd on {} did not listen:\n{}",
+                    n.name,
+                    tail(&n.ganesha_log(), 30)
+                ));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -544,12 +611,25 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
     /// SIGSTOP / SIGCONT node `i`'s ganesha.nfsd (a node that hangs before it is fenced).
     pub fn stop_ganesha(&self, i: usize, stop: bool) {
         if let Some(pid) = self.nodes[i].ganesha_pid() {
-            procs::signal(pid, if stop { Signal::SIGSTOP } else { Signal::SIGCONT });
+            procs::signal(
+                pid,
+                if stop {
+                    Signal::SIGSTOP
+                } else {
+                    Signal::SIGCONT
+                },
+            );
         }
     }
 
     /// Waits until `ip` is held by a node other than `not` (after a failover).
-    pub fn wait_ip_moved(&self, ip: Ipv4Addr, not: u32, via: usize, limit: Duration) -> Result<u32> {
+    pub fn wait_ip_moved(
+        &self,
+        ip: Ipv4Addr,
+        not: u32,
+        via: usize,
+        limit: Duration,
+    ) -> Result<u32> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(h)) = self.holder(ip, via) {

@@ -29,6 +29,8 @@ pub fn grace(arg: &str, timeout: Duration) -> Result<String, String> {
     if ok {
         Ok(message)
     } else {
-        Err(format!("{ADMIN_INTERFACE}.grace({arg:?}) refused: {message}"))
+        Err(format!(
+            "{ADMIN_INTERFACE}.grace({arg:?}) refused: {message}"
+        ))
     }
 }

@@ -4,10 +4,10 @@ use clap::{Parser, Subcommand};
 use ganesha_ctdb_recov::config::{DEFAULT_DIR, DEFAULT_RECOVERY_DB};
 use ganesha_ctdb_recov::ctdb::CtdbTool;
 use ganesha_ctdb_recov::dbus_admin;
-use ganesha_ctdb_recov::store::ctdb::CtdbStore;
 use ganesha_ctdb_recov::records::{
     parse_v4_key, ClientRecord, GraceRecord, GRACE_PREFIX, V4_PREFIX,
 };
+use ganesha_ctdb_recov::store::ctdb::CtdbStore;
 use ganesha_ctdb_recov::store::dir::DirStore;
 use ganesha_ctdb_recov::store::Store;
 use std::path::PathBuf;
@@ -99,9 +99,9 @@ fn event(name: &str, args: &[String]) -> Result<(), String> {
         "releaseip" => 2,
         _ => return Ok(()),
     };
-    let ip = args.get(1).ok_or_else(|| {
-        format!("event {name}: want <interface> <ip> <mask>, got {args:?}")
-    })?;
+    let ip = args
+        .get(1)
+        .ok_or_else(|| format!("event {name}: want <interface> <ip> <mask>, got {args:?}"))?;
     let ip: std::net::IpAddr = ip
         .parse()
         .map_err(|e| format!("event {name}: {ip:?} is not an IP address ({e})"))?;

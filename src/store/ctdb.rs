@@ -145,7 +145,10 @@ impl Store for CtdbStore {
                 Ok(_) => {}
                 Err(e) => skipped.push(SkippedEntry {
                     location: self.describe(),
-                    reason: format!("key is not UTF-8: {:?}", String::from_utf8_lossy(e.as_bytes())),
+                    reason: format!(
+                        "key is not UTF-8: {:?}",
+                        String::from_utf8_lossy(e.as_bytes())
+                    ),
                 }),
             }
         }
@@ -229,7 +232,11 @@ mod tests {
         }
         let scan = store.scan("k").unwrap();
         assert_eq!(scan.entries.len(), 64);
-        assert_eq!(scan.skipped.len(), 1, "unparsable dump entries are reported");
+        assert_eq!(
+            scan.skipped.len(),
+            1,
+            "unparsable dump entries are reported"
+        );
         let n = fake.transactions.load(Ordering::SeqCst);
         assert!(n < 64, "64 writers took {n} transactions: no grouping");
     }

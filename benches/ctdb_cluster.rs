@@ -56,6 +56,7 @@ fn backend(c: &Cluster, db: &str) -> Result<Backend, Box<dyn std::error::Error>>
     let store = CtdbStore::open(Box::new(t.clone()), db)?;
     let b = Backend::with_cluster(
         Box::new(store),
+        None,
         "0",
         Some(ClusterNode {
             pnn: 0,

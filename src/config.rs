@@ -29,6 +29,8 @@ pub struct Config {
     pub node_id: String,
     /// The CTDB persistent database of the ctdb store.
     pub recovery_db: String,
+    /// The CTDB persistent database holding the grace records (polled every second).
+    pub grace_db: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -50,6 +52,7 @@ pub struct RawConfig {
     pub dir: Option<String>,
     pub node_id: Option<String>,
     pub recovery_db: Option<String>,
+    pub grace_db: Option<String>,
 }
 
 impl Config {
@@ -107,12 +110,31 @@ impl Config {
                 ),
             });
         }
+        let grace_db = raw
+            .grace_db
+            .clone()
+            .unwrap_or_else(|| DEFAULT_GRACE_DB.to_string());
+        if let Err(why) = check_db_name(&grace_db) {
+            errors.push(ConfigError {
+                key: "Grace_DB",
+                message: format!("{grace_db:?} {why}; write e.g. Grace_DB = {DEFAULT_GRACE_DB};"),
+            });
+        } else if grace_db == recovery_db {
+            errors.push(ConfigError {
+                key: "Grace_DB",
+                message: format!(
+                    "{grace_db:?} is also Recovery_DB; the grace records need a small database \
+                     of their own (every node polls it): write e.g. Grace_DB = {DEFAULT_GRACE_DB};"
+                ),
+            });
+        }
         if errors.is_empty() {
             Ok(Config {
                 store,
                 dir,
                 node_id,
                 recovery_db,
+                grace_db,
             })
         } else {
             Err(errors)
@@ -121,6 +143,7 @@ impl Config {
 }
 
 pub const DEFAULT_RECOVERY_DB: &str = "ganesha_recovery.tdb";
+pub const DEFAULT_GRACE_DB: &str = "ganesha_grace.tdb";
 
 /// CTDB database names become file names on every node: a plain `name.tdb`.
 fn check_db_name(name: &str) -> Result<(), &'static str> {
@@ -171,6 +194,7 @@ mod tests {
             dir: dir.map(Into::into),
             node_id: node.map(Into::into),
             recovery_db: None,
+            grace_db: None,
         }
     }
 
@@ -197,6 +221,7 @@ mod tests {
                 dir: DEFAULT_DIR.into(),
                 node_id: "host1".into(),
                 recovery_db: DEFAULT_RECOVERY_DB.into(),
+                grace_db: DEFAULT_GRACE_DB.into(),
             }
         );
         let c = Config::from_raw(&raw(Some("CTDB"), Some("/srv/x"), Some("n-2")), || None).unwrap();

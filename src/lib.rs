@@ -13,5 +13,6 @@ pub mod ctdb;
 pub mod dbus_admin;
 #[allow(unsafe_code)]
 pub mod ganesha;
+pub mod grace;
 pub mod records;
 pub mod store;

@@ -1,6 +1,7 @@
 //! Client records: the recovery tag Ganesha compares on reclaim, the store keys, and the
 //! record values. Pure functions on plain data; nothing here does I/O.
 
+use crate::grace::NodeGrace;
 use std::fmt;
 
 /// Ganesha's display buffer for the owner part of a tag is PATH_MAX bytes.
@@ -199,47 +200,77 @@ pub fn base64url(bytes: &[u8]) -> String {
     out
 }
 
-/// This node's grace record (`grace@<node>`). In the single-node store it holds the epoch
-/// that stamps records, and whether a grace period is open (a crash leaves it open).
+/// This node's grace record (`grace@<node>`), written by this node only.
+///
+/// `epoch` numbers this node's own reclaim windows: record stamps are `<node>.<epoch>`, so
+/// it only ever grows. `cluster` is the node's part of the cluster grace (src/grace.rs):
+/// the cluster grace epoch, whether it needs the cluster in grace, whether it enforces.
+/// `recovering`: its own reclaim window is open (a crash leaves it open, so the next start
+/// offers the same clients). `held`: a CTDB takeover run is in progress on it
+/// (startrecovery or releaseip until ipreallocated); it keeps the cluster in grace.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct GraceRecord {
     pub epoch: u64,
-    pub in_grace: bool,
+    pub recovering: bool,
+    pub held: bool,
+    pub cluster: NodeGrace,
 }
 
 impl GraceRecord {
     pub fn encode(&self) -> Vec<u8> {
         format!(
-            "v1 epoch={} in_grace={}",
+            "v1 epoch={} in_grace={} held={} enforcing={} cluster_epoch={}",
             self.epoch,
-            u8::from(self.in_grace)
+            u8::from(self.recovering),
+            u8::from(self.held),
+            u8::from(self.cluster.enforcing),
+            self.cluster.epoch
         )
         .into_bytes()
     }
 
+    /// Decodes; records written before cluster grace existed (`v1 epoch= in_grace=`) read
+    /// as enforcing while recovering, cluster epoch = epoch.
     pub fn decode(bytes: &[u8]) -> Result<GraceRecord, DecodeError> {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| DecodeError("grace record is not UTF-8".into()))?;
-        let mut rec = GraceRecord::default();
         let mut words = text.split(' ');
         if words.next() != Some("v1") {
             return Err(DecodeError(format!(
                 "unknown grace record format: {text:.40}"
             )));
         }
+        let (mut epoch, mut recovering, mut held) = (0u64, false, false);
+        let (mut enforcing, mut cluster_epoch) = (None, None);
+        let flag = |v: &str, word: &str| match v {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            _ => Err(DecodeError(format!("bad field {word:.60}"))),
+        };
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| DecodeError(format!("bad number {v:.40}")))
+        };
         for word in words {
             match word.split_once('=') {
-                Some(("epoch", v)) => {
-                    rec.epoch = v
-                        .parse()
-                        .map_err(|_| DecodeError(format!("bad epoch {v:.40}")))?
-                }
-                Some(("in_grace", "0")) => rec.in_grace = false,
-                Some(("in_grace", "1")) => rec.in_grace = true,
+                Some(("epoch", v)) => epoch = num(v)?,
+                Some(("in_grace", v)) => recovering = flag(v, word)?,
+                Some(("held", v)) => held = flag(v, word)?,
+                Some(("enforcing", v)) => enforcing = Some(flag(v, word)?),
+                Some(("cluster_epoch", v)) => cluster_epoch = Some(num(v)?),
                 _ => return Err(DecodeError(format!("bad field {word:.60}"))),
             }
         }
-        Ok(rec)
+        Ok(GraceRecord {
+            epoch,
+            recovering,
+            held,
+            cluster: NodeGrace {
+                epoch: cluster_epoch.unwrap_or(epoch),
+                need_grace: recovering || held,
+                enforcing: enforcing.unwrap_or(recovering),
+            },
+        })
     }
 }
 
@@ -344,9 +375,25 @@ mod tests {
     fn grace_record_round_trip() {
         let g = GraceRecord {
             epoch: 42,
-            in_grace: true,
+            recovering: false,
+            held: true,
+            cluster: NodeGrace {
+                epoch: 7,
+                need_grace: true,
+                enforcing: true,
+            },
         };
         assert_eq!(GraceRecord::decode(&g.encode()), Ok(g));
+        // Written before cluster grace: enforcing while recovering, cluster epoch = epoch.
+        let old = GraceRecord::decode(b"v1 epoch=5 in_grace=1").unwrap();
+        assert_eq!(
+            old.cluster,
+            NodeGrace {
+                epoch: 5,
+                need_grace: true,
+                enforcing: true
+            }
+        );
         assert!(GraceRecord::decode(b"v1 epoch=-1").is_err());
         assert!(GraceRecord::decode(b"v1 in_grace=2").is_err());
     }

@@ -1,15 +1,17 @@
 //! ganesha-ctdb: the operator's tool for the ganesha-ctdb recovery backend.
 
 use clap::{Parser, Subcommand};
-use ganesha_ctdb_recov::config::{DEFAULT_DIR, DEFAULT_RECOVERY_DB};
-use ganesha_ctdb_recov::ctdb::CtdbTool;
+use ganesha_ctdb_recov::config::{DEFAULT_DIR, DEFAULT_GRACE_DB, DEFAULT_RECOVERY_DB};
+use ganesha_ctdb_recov::ctdb::{CtdbApi, CtdbTool};
 use ganesha_ctdb_recov::dbus_admin;
+use ganesha_ctdb_recov::grace::{self as cluster_grace, ClusterView};
 use ganesha_ctdb_recov::records::{
-    parse_v4_key, ClientRecord, GraceRecord, GRACE_PREFIX, V4_PREFIX,
+    grace_key, parse_v4_key, ClientRecord, GraceRecord, GRACE_PREFIX, V4_PREFIX,
 };
 use ganesha_ctdb_recov::store::ctdb::CtdbStore;
 use ganesha_ctdb_recov::store::dir::DirStore;
 use ganesha_ctdb_recov::store::Store;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,7 +31,9 @@ database named by Recovery_DB (default ganesha_recovery.tdb), read through the l
     after_help = "Examples:\n  \
 ganesha-ctdb records                   who may reclaim after the next restart\n  \
 ganesha-ctdb records --dir /srv/state  the same for another store directory\n  \
-ganesha-ctdb grace -X                  grace records, machine-readable\n  \
+ganesha-ctdb --store ctdb grace        every node: live, in grace, needs grace, enforcing\n  \
+ganesha-ctdb --store ctdb grace -X     the same, machine-readable\n  \
+ganesha-ctdb --store ctdb grace lift 2 node 2 is gone for good: stop waiting for it\n  \
 ganesha-ctdb --store ctdb records      the records in the cluster's CTDB database\n  \
 ganesha-ctdb event takeip eth0 10.0.0.5 24   what CTDB's event script runs (see `event --help`)"
 )]
@@ -43,6 +47,9 @@ struct Cli {
     /// The CTDB persistent database (Recovery_DB in CTDB_RECOVERY), with --store ctdb.
     #[arg(long, global = true, default_value = DEFAULT_RECOVERY_DB, value_name = "NAME.tdb")]
     db: String,
+    /// The CTDB persistent database of the grace records (Grace_DB), with --store ctdb.
+    #[arg(long, global = true, default_value = DEFAULT_GRACE_DB, value_name = "NAME.tdb")]
+    grace_db: String,
     /// Machine-readable output: '|'-separated fields with a header row, like `ctdb -X`.
     #[arg(short = 'X', global = true)]
     machine: bool,
@@ -55,15 +62,27 @@ enum Command {
     /// List the NFSv4 client records: server IP, recovery tag, client id, stamp
     /// (<node>.<epoch> of the last write) and revoked delegation handles.
     Records,
-    /// Show each node's grace record: its epoch and whether a grace period is open
-    /// (open after a crash until the next grace period completes).
-    Grace,
-    /// CTDB event script entry point (installed as events/legacy/60.ganesha-ctdb.script):
-    /// on `takeip <iface> <ip> <mask>` asks the local Ganesha over D-Bus to take over the
-    /// IP's clients (admin grace "5:<ip>": grace, and the IP's recorded clients may
-    /// reclaim); on `releaseip <iface> <ip> <mask>` to release it ("2:<ip>": grace, drop
-    /// the IP's NLM locks and NFSv4.0 clients). Every other event does nothing. A Ganesha
-    /// that is not running is reported, not an error: CTDB must not ban the node for it.
+    /// The cluster grace: each node's record (status, the default), or an operator's
+    /// override for a node that will not come back.
+    ///
+    /// Need: the node keeps the whole cluster in grace (its own clients reclaim, or a CTDB
+    /// takeover run is in progress on it). Enforcing: it refuses non-reclaim OPEN/LOCK.
+    /// Live: CTDB counts it (connected, not banned, not stopped); the need of a node that is
+    /// not live is ignored. With the dir store there is no membership: every node with a
+    /// record counts, and a dead node's need holds the others in grace until `lift`.
+    Grace {
+        #[command(subcommand)]
+        action: Option<GraceAction>,
+    },
+    /// CTDB event script entry point (installed as events/legacy/60.ganesha-ctdb.script).
+    /// It drives the local Ganesha over D-Bus (org.ganesha.nfsd.admin.grace):
+    /// `startrecovery`: "3:hold" (enter grace, hold the cluster in grace: a node may have
+    /// died); `releaseip <iface> <ip> <mask>`: "3:hold", wait until every live node
+    /// enforces grace, then "2:<ip>" (drop the IP's NLM locks and NFSv4 clients);
+    /// `takeip <iface> <ip> <mask>`: "5:<ip>" (the IP's recorded clients may reclaim);
+    /// `ipreallocated`: "3:ipreallocated" if this node holds (the takeover run is over).
+    /// Every other event does nothing. A Ganesha that is not running is reported, not an
+    /// error: CTDB must not ban the node for it.
     Event {
         /// The CTDB event (takeip, releaseip, monitor, ...).
         name: String,
@@ -73,9 +92,49 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Clone)]
+enum GraceAction {
+    /// Every node's grace record, with CTDB's view of who is live.
+    Status,
+    /// Clear NODE's need for grace (it is dead and will not recover its clients; with the
+    /// dir store, where nothing else says a node is dead). Refused for a live CTDB node.
+    Lift { node: String },
+    /// Delete NODE's grace record (the node left the cluster). Refused for a live node.
+    Remove { node: String },
+    /// Ask the local Ganesha to enter the cluster grace now (D-Bus "3:join").
+    Join,
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     if let Command::Event { name, args } = &cli.command {
-        return event(name, args);
+        return event(name, args, &cli.grace_db);
+    }
+    if let Command::Grace {
+        action: Some(GraceAction::Join),
+    } = &cli.command
+    {
+        let msg = dbus_admin::grace("3:join", DBUS_TIMEOUT)?;
+        println!("Ganesha: {msg}");
+        return Ok(());
+    }
+    if let Command::Grace { action } = &cli.command {
+        let (store, ctdb): (Box<dyn Store>, Option<CtdbTool>) = if cli.store == "ctdb" {
+            let tool = CtdbTool::new();
+            let s = CtdbStore::open(Box::new(tool.clone()), &cli.grace_db)
+                .map_err(|e| e.to_string())?;
+            (Box::new(s), Some(tool))
+        } else {
+            (
+                Box::new(DirStore::open(&cli.dir).map_err(|e| e.to_string())?),
+                None,
+            )
+        };
+        return grace_command(
+            store.as_ref(),
+            ctdb.as_ref(),
+            action.clone().unwrap_or(GraceAction::Status),
+            cli.machine,
+        );
     }
     let store: Box<dyn Store> = if cli.store == "ctdb" {
         Box::new(CtdbStore::open(Box::new(CtdbTool::new()), &cli.db).map_err(|e| e.to_string())?)
@@ -84,36 +143,8 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     match cli.command {
         Command::Records => list_records(store.as_ref(), cli.machine),
-        Command::Grace => list_grace(store.as_ref(), cli.machine),
-        Command::Event { .. } => Ok(()),
+        Command::Grace { .. } | Command::Event { .. } => Ok(()),
     }
-}
-
-/// CTDB runs the event script with a 30 s default timeout per event; Ganesha answers
-/// the grace call in milliseconds, so 10 s only bounds a hung Ganesha.
-const DBUS_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn event(name: &str, args: &[String]) -> Result<(), String> {
-    let code = match name {
-        "takeip" => 5,
-        "releaseip" => 2,
-        _ => return Ok(()),
-    };
-    let ip = args
-        .get(1)
-        .ok_or_else(|| format!("event {name}: want <interface> <ip> <mask>, got {args:?}"))?;
-    let ip: std::net::IpAddr = ip
-        .parse()
-        .map_err(|e| format!("event {name}: {ip:?} is not an IP address ({e})"))?;
-    let arg = format!("{code}:{ip}");
-    match dbus_admin::grace(&arg, DBUS_TIMEOUT) {
-        Ok(msg) => println!("ganesha-ctdb: {name} {ip}: Ganesha: {msg}"),
-        Err(e) => eprintln!(
-            "ganesha-ctdb: {name} {ip}: {e} (is nfs-ganesha running? it reads this IP's \
-             clients when it starts)"
-        ),
-    }
-    Ok(())
 }
 
 fn list_records(store: &dyn Store, machine: bool) -> Result<(), String> {
@@ -156,34 +187,266 @@ fn list_records(store: &dyn Store, machine: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn list_grace(store: &dyn Store, machine: bool) -> Result<(), String> {
+type GraceRecords = BTreeMap<String, GraceRecord>;
+
+fn read_grace(store: &dyn Store) -> Result<GraceRecords, String> {
     let scan = store.scan(GRACE_PREFIX).map_err(|e| e.to_string())?;
-    if machine {
-        println!("|Node|Epoch|InGrace|");
-    }
+    let mut out = BTreeMap::new();
     for (key, value) in &scan.entries {
-        let node = &key[GRACE_PREFIX.len()..];
         match GraceRecord::decode(value) {
-            Ok(g) if machine => println!("|{node}|{}|{}|", g.epoch, u8::from(g.in_grace)),
-            Ok(g) => println!(
-                "node {node}: epoch {}, {}",
-                g.epoch,
-                if g.in_grace {
-                    "grace period open"
-                } else {
-                    "not in grace"
-                }
-            ),
+            Ok(g) => {
+                out.insert(key[GRACE_PREFIX.len()..].to_string(), g);
+            }
             Err(e) => eprintln!("skipping {key:?}: {e}"),
         }
     }
-    if scan.entries.is_empty() && !machine {
+    Ok(out)
+}
+
+/// Live nodes: CTDB's, or (no CTDB) every node with a record.
+fn live_nodes(records: &GraceRecords, ctdb: Option<&CtdbTool>) -> Result<BTreeSet<String>, String> {
+    match ctdb {
+        Some(t) => Ok(t
+            .nodes()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|n| n.live)
+            .map(|n| n.pnn.to_string())
+            .collect()),
+        None => Ok(records.keys().cloned().collect()),
+    }
+}
+
+fn grace_command(
+    store: &dyn Store,
+    ctdb: Option<&CtdbTool>,
+    action: GraceAction,
+    machine: bool,
+) -> Result<(), String> {
+    let records = read_grace(store)?;
+    let live = live_nodes(&records, ctdb)?;
+    match action {
+        GraceAction::Status | GraceAction::Join => {
+            print_grace(store, &records, &live, machine);
+            Ok(())
+        }
+        GraceAction::Lift { node } => {
+            refuse_live(&node, &live, ctdb.is_some())?;
+            let mut r = records.get(&node).cloned().ok_or_else(|| {
+                format!("no grace record for node {node:?} in {}", store.describe())
+            })?;
+            r.recovering = false;
+            r.held = false;
+            r.cluster.need_grace = false;
+            r.cluster.enforcing = false;
+            store
+                .put(&grace_key(&node), &r.encode())
+                .map_err(|e| e.to_string())?;
+            println!("node {node}: no longer holds the cluster in grace");
+            Ok(())
+        }
+        GraceAction::Remove { node } => {
+            refuse_live(&node, &live, ctdb.is_some())?;
+            if store.delete(&grace_key(&node)).map_err(|e| e.to_string())? {
+                println!("node {node}: grace record removed");
+            } else {
+                println!("node {node}: no grace record in {}", store.describe());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_grace(store: &dyn Store, records: &GraceRecords, live: &BTreeSet<String>, machine: bool) {
+    let view = ClusterView {
+        records: records
+            .iter()
+            .map(|(n, r)| (n.clone(), r.cluster))
+            .collect(),
+        live: live.clone(),
+    };
+    let yn = |b: bool| if b { "yes" } else { "no" };
+    if machine {
+        println!("|Node|Live|Epoch|ClusterEpoch|NeedGrace|Enforcing|Recovering|Held|");
+    } else {
+        println!(
+            "Cluster grace: {}{}",
+            if cluster_grace::cluster_in_grace(&view) {
+                "IN GRACE"
+            } else {
+                "not in grace"
+            },
+            cluster_grace::grace_epoch(&view)
+                .map(|e| format!(" (epoch {e})"))
+                .unwrap_or_default()
+        );
+        println!(
+            "{:<6} {:<5} {:>6} {:>8} {:<5} {:<9} {:<10} {:<4}",
+            "node", "live", "epoch", "cluster", "need", "enforcing", "recovering", "held"
+        );
+    }
+    let mut nodes: BTreeSet<&String> = records.keys().collect();
+    nodes.extend(live.iter());
+    for n in nodes {
+        let r = records.get(n).cloned().unwrap_or_default();
+        let l = live.contains(n);
+        if machine {
+            println!(
+                "|{n}|{}|{}|{}|{}|{}|{}|{}|",
+                u8::from(l),
+                r.epoch,
+                r.cluster.epoch,
+                u8::from(r.cluster.need_grace),
+                u8::from(r.cluster.enforcing),
+                u8::from(r.recovering),
+                u8::from(r.held)
+            );
+        } else {
+            println!(
+                "{n:<6} {:<5} {:>6} {:>8} {:<5} {:<9} {:<10} {:<4}",
+                yn(l),
+                r.epoch,
+                r.cluster.epoch,
+                yn(r.cluster.need_grace),
+                yn(r.cluster.enforcing),
+                yn(r.recovering),
+                yn(r.held)
+            );
+        }
+    }
+    if records.is_empty() && !machine {
         println!(
             "no grace records in {} (Ganesha has not started on it yet)",
             store.describe()
         );
     }
+}
+
+fn refuse_live(node: &str, live: &BTreeSet<String>, with_ctdb: bool) -> Result<(), String> {
+    if with_ctdb && live.contains(node) {
+        return Err(format!(
+            "node {node} is live in CTDB: it clears its own need when its clients have \
+             reclaimed; stop it first (`ctdb stop`, or shut it down) if it must not recover"
+        ));
+    }
     Ok(())
+}
+
+/// CTDB runs the event script with a 30 s default timeout per event; Ganesha answers
+/// the grace call in milliseconds, so 10 s only bounds a hung Ganesha.
+const DBUS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a releasing node waits for every live node to enforce grace before it drops
+/// the IP's state anyway (the others notice a hold within about a second).
+const RELEASE_WAIT: Duration = Duration::from_secs(15);
+
+fn event(name: &str, args: &[String], grace_db: &str) -> Result<(), String> {
+    let ip = || -> Result<std::net::IpAddr, String> {
+        let ip = args
+            .get(1)
+            .ok_or_else(|| format!("event {name}: want <interface> <ip> <mask>, got {args:?}"))?;
+        ip.parse()
+            .map_err(|e| format!("event {name}: {ip:?} is not an IP address ({e})"))
+    };
+    match name {
+        "startrecovery" => tell_ganesha(name, "3:hold"),
+        "takeip" => tell_ganesha(name, &format!("5:{}", ip()?)),
+        "releaseip" => {
+            let ip = ip()?;
+            if tell_ganesha(name, "3:hold") {
+                wait_for_enforcement(grace_db);
+            }
+            tell_ganesha(name, &format!("2:{ip}"))
+        }
+        "ipreallocated" => match own_grace_record(grace_db) {
+            Some(r) if r.held => tell_ganesha(name, "3:ipreallocated"),
+            _ => true,
+        },
+        _ => true,
+    };
+    Ok(())
+}
+
+/// Calls Ganesha's admin grace method; false (reported on stderr, which CTDB logs) when
+/// Ganesha does not answer.
+fn tell_ganesha(event: &str, arg: &str) -> bool {
+    match dbus_admin::grace(arg, DBUS_TIMEOUT) {
+        Ok(msg) => {
+            println!("ganesha-ctdb: {event}: grace {arg:?}: Ganesha: {msg}");
+            true
+        }
+        Err(e) => {
+            eprintln!(
+                "ganesha-ctdb: {event}: grace {arg:?}: {e} (is nfs-ganesha running? it reads \
+                 the IPs it holds when it starts)"
+            );
+            false
+        }
+    }
+}
+
+fn own_grace_record(grace_db: &str) -> Option<GraceRecord> {
+    let tool = CtdbTool::new();
+    let pnn = tool.nodes().ok()?.into_iter().find(|n| n.this_node)?.pnn;
+    let value = tool
+        .fetch(grace_db, grace_key(&pnn.to_string()).as_bytes())
+        .ok()??;
+    GraceRecord::decode(&value).ok()
+}
+
+/// Waits until every live node enforces grace (S1: a planned release must not drop state
+/// before that), at most RELEASE_WAIT.
+fn wait_for_enforcement(grace_db: &str) {
+    let tool = CtdbTool::new();
+    let start = std::time::Instant::now();
+    loop {
+        let lagging = (|| -> Result<Vec<String>, String> {
+            let t = tool.traverse(grace_db).map_err(|e| e.to_string())?;
+            let live = tool.nodes().map_err(|e| e.to_string())?;
+            let mut records = BTreeMap::new();
+            for (k, v) in t.records {
+                let k = String::from_utf8_lossy(&k).into_owned();
+                if let (Some(node), Ok(r)) = (k.strip_prefix(GRACE_PREFIX), GraceRecord::decode(&v))
+                {
+                    records.insert(node.to_string(), r.cluster);
+                }
+            }
+            let view = ClusterView {
+                records,
+                live: live
+                    .iter()
+                    .filter(|n| n.live)
+                    .map(|n| n.pnn.to_string())
+                    .collect(),
+            };
+            Ok(view
+                .live
+                .iter()
+                .filter(|n| !view.record(n).enforcing)
+                .cloned()
+                .collect())
+        })();
+        match lagging {
+            Ok(l) if l.is_empty() => {
+                println!(
+                    "ganesha-ctdb: releaseip: every live node enforces grace ({} ms)",
+                    start.elapsed().as_millis()
+                );
+                return;
+            }
+            Ok(l) if start.elapsed() > RELEASE_WAIT => {
+                eprintln!(
+                    "ganesha-ctdb: releaseip: node(s) {l:?} did not enter grace within \
+                     {RELEASE_WAIT:?}; releasing anyway (is their nfs-ganesha running?)"
+                );
+                return;
+            }
+            Err(e) if start.elapsed() > RELEASE_WAIT => {
+                eprintln!("ganesha-ctdb: releaseip: cannot read the grace records ({e}); releasing anyway");
+                return;
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 fn main() -> ExitCode {

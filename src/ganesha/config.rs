@@ -16,6 +16,7 @@ pub struct RecoveryParam {
     dir: *mut c_char,
     node_id: *mut c_char,
     recovery_db: *mut c_char,
+    grace_db: *mut c_char,
 }
 
 extern "C" {
@@ -40,6 +41,7 @@ unsafe fn raw_from(param: *const RecoveryParam) -> RawConfig {
         dir: s((*param).dir),
         node_id: s((*param).node_id),
         recovery_db: s((*param).recovery_db),
+        grace_db: s((*param).grace_db),
     }
 }
 
@@ -98,7 +100,7 @@ pub unsafe fn load(parse_tree: *mut c_void, err_type: *mut config_error_type) ->
     if u32::from(flags) & (GSH_CONFIG_ERR_NOT_HARMLESS | GSH_CONFIG_ERR_BOGUS) != 0 {
         log::error!(
             "CTDB_RECOVERY block has errors: the 'Config File (<file>:<line>)' messages name \
-             each bad key or value (the block's keys are Store, Dir, Node_Id, Recovery_DB); refusing to start"
+             each bad key or value (the block's keys are Store, Dir, Node_Id, Recovery_DB, Grace_DB); refusing to start"
         );
         return -1;
     }

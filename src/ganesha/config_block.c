@@ -12,6 +12,7 @@ struct ctdb_recovery_param {
 	char *dir;
 	char *node_id;
 	char *recovery_db;
+	char *grace_db;
 };
 
 /* Implemented in Rust (src/ganesha/config.rs): returns the number of invalid values. */
@@ -58,6 +59,7 @@ static struct config_item items[] = {
 	STR_ITEM("Dir", GSH_CONFIG_PATH, "/var/lib/ganesha-ctdb", dir),
 	STR_ITEM("Node_Id", GSH_CONFIG_STRING, NULL, node_id),
 	STR_ITEM("Recovery_DB", GSH_CONFIG_STRING, "ganesha_recovery.tdb", recovery_db),
+	STR_ITEM("Grace_DB", GSH_CONFIG_STRING, "ganesha_grace.tdb", grace_db),
 	{ .name = NULL },
 };
 

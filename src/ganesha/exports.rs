@@ -119,10 +119,15 @@ extern "C" fn recovery_init() -> c_int {
         match Backend::open(&config) {
             Ok(backend) => {
                 log::info!("recovery backend ready for Ganesha {} layout", layout.name);
+                let backend = Arc::new(backend);
+                let cluster = backend.is_cluster();
                 *RUNNING.write().unwrap_or_else(|e| e.into_inner()) = Some(Running {
-                    backend: Arc::new(backend),
+                    backend: backend.clone(),
                     layout,
                 });
+                if cluster {
+                    spawn_watcher(backend);
+                }
                 0
             }
             Err(e) => {
@@ -163,6 +168,7 @@ unsafe fn grace_start(gsp: *const nfs_grace_start_t) -> GraceStart {
     };
     match (event, ip.as_deref().map(str::parse::<IpAddr>)) {
         (5, Some(Ok(addr))) => GraceStart::TakeIp(addr),
+        (3, _) => GraceStart::Control(ip.unwrap_or_default()),
         _ => GraceStart::Unsupported {
             event,
             detail: format!(
@@ -319,23 +325,89 @@ extern "C" fn end_grace() {
 }
 
 extern "C" fn maybe_start_grace() {
-    // A single node has no one else's grace period to join.
-    guard("maybe_start_grace", (), || {})
+    // The reaper, while this node is out of grace: join a cluster grace another node needs.
+    guard("maybe_start_grace", (), || {
+        if let Some((backend, _)) = running() {
+            if backend.wants_to_join() {
+                join_cluster_grace();
+            }
+        }
+    })
+}
+
+/// Enters grace as a joiner: nfs_start_grace with EVENT_UPDATE_CLIENTS and the verb "join"
+/// (which calls set_enforcing and recovery_read_clids(event 3, "join") back).
+fn join_cluster_grace() {
+    let Some(start) = ganesha().nfs_start_grace else {
+        log::error!("Ganesha exports no nfs_start_grace; cannot join the cluster grace");
+        return;
+    };
+    let verb = c"join";
+    let mut gsp = nfs_grace_start_t {
+        event: 3,
+        nodeid: -1,
+        ipaddr: verb.as_ptr() as *mut c_char,
+    };
+    // SAFETY: gsp and the string it points to outlive the call; Ganesha only reads them.
+    let rc = unsafe { start(&mut gsp) };
+    if rc != 0 {
+        // -EAGAIN: requests hold references to the current grace state; the next reaper
+        // tick (or watcher wake-up) tries again.
+        log::info!("grace: joining the cluster grace failed ({rc}); retrying at the next tick");
+    }
 }
 
 extern "C" fn try_lift_grace() -> bool {
-    // A single node's reclaim window is Ganesha's own: lift when Ganesha would.
-    guard("try_lift_grace", true, || true)
+    guard("try_lift_grace", true, || match running() {
+        Some((backend, _)) => backend.try_lift(),
+        None => true,
+    })
 }
 
 extern "C" fn set_enforcing() {
     guard("set_enforcing", (), || {
-        log::debug!("grace: this node enforces grace");
+        if let Some((backend, _)) = running() {
+            backend.set_enforcing();
+        }
     })
 }
 
 extern "C" fn grace_enforcing() -> bool {
-    guard("grace_enforcing", true, || true)
+    guard("grace_enforcing", true, || match running() {
+        Some((backend, _)) => backend.grace_enforcing(),
+        None => true,
+    })
+}
+
+/// How often the watcher reads the grace records (two `ctdb` tool runs).
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// In a cluster: notices within WATCH_INTERVAL that another node needs the cluster in grace
+/// and wakes Ganesha's reaper so that maybe_start_grace joins at once instead of at its
+/// next tick (up to 10 s later).
+fn spawn_watcher(backend: Arc<Backend>) {
+    let spawned = std::thread::Builder::new()
+        .name("gctdb-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(WATCH_INTERVAL);
+            let still_running = running().is_some_and(|(b, _)| Arc::ptr_eq(&b, &backend));
+            if !still_running {
+                return;
+            }
+            let wake =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.wants_to_join()))
+                    .unwrap_or(false);
+            if wake {
+                match ganesha().reaper_wake {
+                    // SAFETY: reaper_wake takes no arguments and only signals the reaper.
+                    Some(w) => unsafe { w() },
+                    None => join_cluster_grace(),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the grace watcher ({e}); joining waits for the reaper tick");
+    }
 }
 
 extern "C" fn is_member() -> bool {

@@ -2,7 +2,9 @@
 //! link-time imports: the library must also load where Ganesha is absent (the CLI, tests),
 //! and a missing symbol must become a clear refusal, not a dlopen failure.
 
-use super::bindings::{display_log_component_level_fn, load_config_from_parse_fn};
+use super::bindings::{
+    display_log_component_level_fn, load_config_from_parse_fn, nfs_grace_start_t,
+};
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::OnceLock;
 
@@ -16,6 +18,10 @@ pub struct Ganesha {
     /// Address of the exported `log_levels_t *component_log_level` variable.
     component_log_level: *const *const i32,
     pub load_config_from_parse: load_config_from_parse_fn,
+    /// `int nfs_start_grace(nfs_grace_start_t *)`: lets the backend put this node in grace.
+    pub nfs_start_grace: Option<unsafe extern "C" fn(*mut nfs_grace_start_t) -> i32>,
+    /// `void reaper_wake(void)`: runs the reaper (maybe_start_grace, try_lift_grace) now.
+    pub reaper_wake: Option<unsafe extern "C" fn()>,
 }
 
 // SAFETY: the fields are addresses of Ganesha's functions and global variables, which live
@@ -38,6 +44,8 @@ fn resolve() -> Ganesha {
     let log = lookup(c"DisplayLogComponentLevel");
     let levels = lookup(c"component_log_level");
     let load = lookup(c"load_config_from_parse");
+    let start_grace = lookup(c"nfs_start_grace");
+    let wake = lookup(c"reaper_wake");
     let library = library_of(load);
     let version = library.as_deref().and_then(version_from_library);
     Ganesha {
@@ -51,6 +59,17 @@ fn resolve() -> Ganesha {
         component_log_level: levels as *const *const i32,
         load_config_from_parse: unsafe {
             std::mem::transmute::<*mut c_void, load_config_from_parse_fn>(load)
+        },
+        // SAFETY: as above; both are exported by Ganesha 4.3-6.2 with these signatures
+        // (ganesha-abi.md). A null pointer stays None.
+        nfs_start_grace: unsafe {
+            std::mem::transmute::<
+                *mut c_void,
+                Option<unsafe extern "C" fn(*mut nfs_grace_start_t) -> i32>,
+            >(start_grace)
+        },
+        reaper_wake: unsafe {
+            std::mem::transmute::<*mut c_void, Option<unsafe extern "C" fn()>>(wake)
         },
     }
 }

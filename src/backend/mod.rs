@@ -20,6 +20,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+mod cluster;
+pub use cluster::GraceStatus;
 
 /// A client as Ganesha's nfs_client_id_t describes it, already validated.
 #[derive(Clone, Debug)]
@@ -47,8 +51,11 @@ pub enum GraceStart {
     Restart,
     /// EVENT_TAKE_IP (5): this node takes over a public IP.
     TakeIp(IpAddr),
-    /// Any other event that reads clients (3 UPDATE_CLIENTS, 4 TAKE_NODEID), or a TAKE_IP
-    /// whose address does not parse: logged, nothing offered.
+    /// EVENT_UPDATE_CLIENTS (3) with a verb in place of the address: how the CTDB event
+    /// script drives cluster grace through Ganesha ("3:hold", "3:join", "3:ipreallocated").
+    Control(String),
+    /// Any other event that reads clients (4 TAKE_NODEID), or a TAKE_IP whose address does
+    /// not parse: logged, nothing offered.
     Unsupported { event: i32, detail: String },
 }
 
@@ -92,6 +99,17 @@ struct State {
     /// Keys written for each live client id, so rm_clid finds them even if attribution
     /// would now differ.
     keys_by_clientid: HashMap<u64, Vec<String>>,
+    /// Ganesha is in grace on this node (set_enforcing .. end_grace).
+    local_in_grace: bool,
+    /// set_enforcing ran and no read_clids followed yet: Ganesha cleared its clid list.
+    fresh_grace: bool,
+    /// The placeholder entry that keeps Ganesha from asking to lift (see cluster.rs) is
+    /// in Ganesha's list for this grace period.
+    placeholder: bool,
+    /// try_lift_grace said false in this grace period: Ganesha now refuses reclaims here.
+    lift_refused: bool,
+    /// First time grace_enforcing answered false (start-up waits on it).
+    enforcing_wait: Option<Instant>,
 }
 
 /// This node in a CTDB cluster: who it is and how to ask ctdbd about IPs and members.
@@ -102,6 +120,9 @@ pub struct ClusterNode {
 
 pub struct Backend {
     store: Box<dyn Store>,
+    /// Where `grace@` records live when not in `store` (the ctdb store keeps them in a
+    /// small database of their own, polled every second by every node).
+    grace_store: Option<Box<dyn Store>>,
     node_id: String,
     cluster: Option<ClusterNode>,
     state: Mutex<State>,
@@ -133,10 +154,12 @@ impl Backend {
                         )
                     })?;
                 let store = CtdbStore::open(Box::new(tool.clone()), &config.recovery_db)?;
+                let grace_store = CtdbStore::open(Box::new(tool.clone()), &config.grace_db)?;
                 // In a cluster the node is its PNN: grace@<pnn> and stamps "<pnn>.<epoch>"
                 // are then unique without configuration.
                 return Backend::with_cluster(
                     Box::new(store),
+                    Some(Box::new(grace_store)),
                     &pnn.to_string(),
                     Some(ClusterNode {
                         pnn,
@@ -149,15 +172,17 @@ impl Backend {
     }
 
     pub fn with_store(store: Box<dyn Store>, node_id: &str) -> Result<Backend, BackendError> {
-        Backend::with_cluster(store, node_id, None)
+        Backend::with_cluster(store, None, node_id, None)
     }
 
     pub fn with_cluster(
         store: Box<dyn Store>,
+        grace_store: Option<Box<dyn Store>>,
         node_id: &str,
         cluster: Option<ClusterNode>,
     ) -> Result<Backend, BackendError> {
-        let grace = match store.get(&grace_key(node_id))? {
+        let gstore = grace_store.as_deref().unwrap_or(store.as_ref());
+        let grace = match gstore.get(&grace_key(node_id))? {
             None => GraceRecord::default(),
             Some(bytes) => GraceRecord::decode(&bytes).unwrap_or_else(|e| {
                 // The epoch only has to differ from every stamp in the store; a fresh
@@ -168,7 +193,8 @@ impl Backend {
                 );
                 GraceRecord {
                     epoch: now_epoch_floor(),
-                    in_grace: true,
+                    recovering: true,
+                    ..GraceRecord::default()
                 }
             }),
         };
@@ -176,7 +202,7 @@ impl Backend {
             "ganesha-ctdb backend on node {node_id}: store {}, epoch {}{}",
             store.describe(),
             grace.epoch,
-            if grace.in_grace {
+            if grace.recovering {
                 ", last grace period was interrupted"
             } else {
                 ""
@@ -184,6 +210,7 @@ impl Backend {
         );
         Ok(Backend {
             store,
+            grace_store,
             node_id: node_id.to_string(),
             cluster,
             state: Mutex::new(State {
@@ -200,6 +227,10 @@ impl Backend {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    fn gstore(&self) -> &dyn Store {
+        self.grace_store.as_deref().unwrap_or(self.store.as_ref())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -226,17 +257,31 @@ impl Backend {
                     scope
                 });
                 st.offered.clear();
+                let (view, _) = self.view_with(&st);
+                st.grace.cluster = crate::grace::restart(&view, &self.node_id);
                 self.begin_epoch(&mut st);
             }
             GraceStart::TakeIp(ip) => {
-                if !st.grace.in_grace || st.offered.is_empty() && st.scope.is_none() {
+                if !st.grace.recovering || st.offered.is_empty() && st.scope.is_none() {
                     st.offered.clear();
                     st.scope = Some(BTreeSet::new());
+                    let (view, _) = self.view_with(&st);
+                    st.grace.cluster = crate::grace::start(&view, &self.node_id);
                     self.begin_epoch(&mut st);
                 }
                 if let Some(scope) = st.scope.as_mut() {
                     scope.insert(ServerIp::Ip(*ip));
                 }
+                if st.lift_refused {
+                    log::error!(
+                        "takeover of {ip} during a grace period in which Ganesha already asked \
+                         to lift: Ganesha 4.3 refuses reclaims (NFS4ERR_NO_GRACE) until this \
+                         grace period ends, so {ip}'s clients cannot reclaim here"
+                    );
+                }
+            }
+            GraceStart::Control(verb) => {
+                return self.control(&mut st, verb);
             }
             GraceStart::Unsupported { event, detail } => {
                 log::warn!(
@@ -306,9 +351,13 @@ impl Backend {
 
     fn begin_epoch(&self, st: &mut State) {
         st.grace.epoch += 1;
-        st.grace.in_grace = true;
+        st.grace.recovering = true;
+        st.grace.cluster.need_grace = true;
+        st.grace.cluster.enforcing = true;
+        st.local_in_grace = true;
+        st.fresh_grace = false;
         if let Err(e) = self
-            .store
+            .gstore()
             .put(&grace_key(&self.node_id), &st.grace.encode())
         {
             // Stamps stay unique in this process either way; what is lost is only the
@@ -524,10 +573,17 @@ impl Backend {
                 Err(e) => log::error!("end_grace: {e}"),
             }
         }
-        st.grace.in_grace = false;
+        st.grace.recovering = false;
+        st.grace.held = false;
+        st.grace.cluster.need_grace = false;
+        st.grace.cluster.enforcing = false;
+        st.local_in_grace = false;
+        st.fresh_grace = false;
+        st.placeholder = false;
+        st.lift_refused = false;
         st.scope = None;
         if let Err(e) = self
-            .store
+            .gstore()
             .put(&grace_key(&self.node_id), &st.grace.encode())
         {
             log::error!(
@@ -541,8 +597,9 @@ impl Backend {
         );
     }
 
+    /// This node's own reclaim window is open.
     pub fn in_grace(&self) -> bool {
-        self.state().grace.in_grace
+        self.state().grace.recovering
     }
 
     pub fn epoch(&self) -> u64 {

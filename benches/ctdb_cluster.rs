@@ -45,10 +45,7 @@ fn report(name: &str, mut samples: Vec<Duration>, wall: Duration) {
 }
 
 fn tool(c: &Cluster, i: usize) -> CtdbTool {
-    CtdbTool {
-        tool: "ctdb".into(),
-        socket: Some(c.nodes[i].socket()),
-    }
+    CtdbTool::with_socket(c.nodes[i].socket())
 }
 
 fn backend(c: &Cluster, db: &str) -> Result<Backend, Box<dyn std::error::Error>> {

@@ -48,12 +48,11 @@ fn main() -> Result<(), String> {
         .to_path_buf();
     let bin = target.join("ganesha-ctdb");
     let mut spec = ClusterSpec::new(3, 3);
-    spec.ganesha = Some(GaneshaSpec {
-        lib_dir: target.clone(),
-        recovery_block: "CTDB_RECOVERY { Store = ctdb; }".into(),
-        grace_period: 40,
-        lease_lifetime: 10,
-    });
+    spec.ganesha = Some(GaneshaSpec::new(
+        target.clone(),
+        "CTDB_RECOVERY { Store = ctdb; }",
+        40,
+    ));
     spec.ganesha_ctdb_bin = Some(bin.clone());
     spec.event_script = Some(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("ganesha-conf/events/60.ganesha-ctdb.script"),

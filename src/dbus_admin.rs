@@ -34,3 +34,28 @@ pub fn grace(arg: &str, timeout: Duration) -> Result<String, String> {
         ))
     }
 }
+
+/// `org.ganesha.nfsd.admin.get_grace()`: whether Ganesha is in grace now.
+pub fn in_grace(timeout: Duration) -> Result<bool, String> {
+    let conn = zbus::blocking::connection::Builder::system()
+        .and_then(|b| b.method_timeout(timeout).build())
+        .map_err(|e| format!("cannot connect to the system D-Bus: {e}"))?;
+    let reply = conn
+        .call_method(
+            Some(GANESHA_BUS_NAME),
+            ADMIN_PATH,
+            Some(ADMIN_INTERFACE),
+            "get_grace",
+            &(),
+        )
+        .map_err(|e| format!("{ADMIN_INTERFACE}.get_grace(): {e}"))?;
+    let (in_grace, ok, message): (bool, bool, String) = reply
+        .body()
+        .deserialize()
+        .map_err(|e| format!("{ADMIN_INTERFACE}.get_grace(): unexpected reply: {e}"))?;
+    if ok {
+        Ok(in_grace)
+    } else {
+        Err(format!("{ADMIN_INTERFACE}.get_grace() refused: {message}"))
+    }
+}

@@ -10,91 +10,16 @@
 //! Clients connect from the bridge namespace to the public IPs. Everything is torn down by
 //! pid by the testbed (crates/testbed), also on failure.
 
-use ganesha_ctdb_recov::ctdb::CtdbTool;
-use ganesha_ctdb_recov::store::ctdb::CtdbStore;
+mod common;
+
+use common::{client, refused, store_on, wait_log};
 use ganesha_ctdb_recov::store::Store;
-use nfs4_client::{netns, Client, ClientOptions, LockType, NfsStat};
+use nfs4_client::{LockType, NfsStat};
 use serial_test::serial;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use testbed::cluster::GaneshaSpec;
+use std::time::Duration;
 use testbed::{Cluster, ClusterSpec};
-
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
-
-fn store_on(c: &Cluster, i: usize, db: &str) -> CtdbStore {
-    let tool = CtdbTool {
-        tool: "ctdb".into(),
-        socket: Some(c.nodes[i].socket()),
-    };
-    CtdbStore::open(Box::new(tool), db).expect("attach test database")
-}
-
-fn ganesha_cluster(grace_period: u32) -> Cluster {
-    let target = target_dir();
-    assert!(
-        target.join("libganesha_ctdb_recov.so").exists() && target.join("ganesha-ctdb").exists(),
-        "build first: cargo build --workspace --all-targets"
-    );
-    let mut spec = ClusterSpec::new(3, 3);
-    spec.ganesha = Some(GaneshaSpec {
-        lib_dir: target.clone(),
-        recovery_block: "CTDB_RECOVERY { Store = ctdb; }".into(),
-        grace_period,
-        lease_lifetime: 10,
-    });
-    spec.ganesha_ctdb_bin = Some(target.join("ganesha-ctdb"));
-    spec.event_script = Some(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("ganesha-conf/events/60.ganesha-ctdb.script"),
-    );
-    let c = Cluster::up(spec).expect("cluster up");
-    for f in ["x40.txt", "x41.txt", "y41.txt", "other.txt"] {
-        std::fs::write(c.dir.join("export").join(f), "data\n").unwrap();
-    }
-    c
-}
-
-fn client(c: &Cluster, ip: Ipv4Addr, minor: u32, owner: &str) -> Client {
-    let ns = c.bridge_ns.clone();
-    let addr = SocketAddr::from((ip, 2049));
-    Client::new(ClientOptions::new(minor, owner), move || {
-        netns::connect(Some(&ns), addr, Duration::from_secs(20))
-    })
-}
-
-fn refused<T: std::fmt::Debug>(
-    res: Result<T, nfs4_client::Error>,
-    allowed: &[NfsStat],
-    what: &str,
-) {
-    match res {
-        Err(e) if e.status().is_some_and(|s| allowed.contains(&s)) => {}
-        other => panic!("{what}: want one of {allowed:?}, got {other:?}"),
-    }
-}
-
-fn wait_log(c: &Cluster, node: usize, needle: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if c.nodes[node].ganesha_log().contains(needle) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!(
-        "node {} never logged {needle:?}:\n{}",
-        c.nodes[node].name,
-        c.logs()
-    );
-}
 
 #[test]
 #[serial]
@@ -172,7 +97,7 @@ fn ctdb_store_replicates_survives_a_full_cluster_restart_and_loses_no_concurrent
 /// killed, or planned); the X clients reclaim through X on the new holder, the Y client
 /// is not offered reclaim there, and newcomers get NFS4ERR_GRACE.
 fn takeover_scenario(kill: bool) {
-    let mut c = ganesha_cluster(40);
+    let mut c = common::ganesha_cluster(40, false);
     let x = c.public_ips[0];
     let a_pnn = c.holder(x, 0).unwrap().expect("X has a holder");
     let a = c.node_by_pnn(a_pnn).unwrap();

@@ -23,11 +23,21 @@ use super::{Backend, ReclaimEntry, State};
 use crate::grace::{self, ClusterView};
 use crate::records::{grace_key, GraceRecord, GRACE_PREFIX};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// How long `grace_enforcing` answers "not yet" at start-up before it stops waiting for
 /// nodes that never enforce (a live CTDB node whose Ganesha is not running).
 const ENFORCING_WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Longest a hold for a released IP may last without the IP being taken over.
+const HOLD_LIMIT: Duration = Duration::from_secs(120);
+/// Longest a hold for a crash (startrecovery, or a node leaving) may last without an
+/// ipreallocated: a recovery whose leader died first waits ~5-10 s for an election.
+const MEMBERSHIP_HOLD_LIMIT: Duration = Duration::from_secs(60);
+
+/// Grace records and live nodes as read at one moment.
+pub(crate) type Snapshot = (BTreeMap<String, GraceRecord>, BTreeSet<String>);
 
 /// One node's grace state as the operator tool shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +50,13 @@ pub struct GraceStatus {
 impl Backend {
     /// Every node's grace record and who is live (CTDB membership; without CTDB every node
     /// that has a record, so that a dead node's need holds until the operator lifts it).
-    pub(crate) fn grace_records(&self) -> (BTreeMap<String, GraceRecord>, BTreeSet<String>) {
+    pub(crate) fn grace_records(&self) -> Snapshot {
+        let snap = self.read_grace_records();
+        *self.last_view.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
+        snap
+    }
+
+    fn read_grace_records(&self) -> Snapshot {
         let mut records = BTreeMap::new();
         match self.gstore().scan(GRACE_PREFIX) {
             Ok(scan) => {
@@ -89,8 +105,65 @@ impl Backend {
         &self,
         st: &State,
     ) -> (ClusterView<String>, BTreeMap<String, GraceRecord>) {
-        let (mut records, live) = self.grace_records();
-        records.insert(self.node_id.clone(), st.grace.clone());
+        Self::view_of(self.grace_records(), &self.node_id, st)
+    }
+
+    /// As view_with, from the records the watcher read last (at most about a second old).
+    /// Hooks that run under Ganesha's grace mutex use it: during a CTDB recovery the
+    /// databases are frozen until the startrecovery event returns, and that event waits
+    /// for Ganesha ("3:hold"), which would wait for the grace mutex.
+    fn cached_view_with(&self, st: &State) -> (ClusterView<String>, BTreeMap<String, GraceRecord>) {
+        let cached = self
+            .last_view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let snap = match cached {
+            Some(s) => s,
+            None => self.grace_records(),
+        };
+        Self::view_of(snap, &self.node_id, st)
+    }
+
+    /// The watcher's read: refreshes what the hooks decide on. Takes no lock the hooks hold.
+    /// A node that was live and is not any more starts a failover before CTDB runs
+    /// startrecovery (which waits for a leader election when the leader died): hold the
+    /// cluster in grace from here, as startrecovery would.
+    pub fn refresh_grace_view(&self) {
+        let before = self
+            .last_view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(_, live)| live.clone());
+        let (_, live) = self.grace_records();
+        let Some(before) = before else { return };
+        let gone: Vec<&String> = before.difference(&live).collect();
+        if gone.is_empty() || self.cluster.is_none() {
+            return;
+        }
+        let mut st = self.state();
+        log::info!(
+            "grace: node(s) {gone:?} left the cluster; holding the cluster in grace until \
+             CTDB's takeover run is over"
+        );
+        st.grace.held = true;
+        st.held_since = Some(Instant::now());
+        st.grace.cluster.need_grace = true;
+        if st.local_in_grace {
+            st.grace.cluster.enforcing = true;
+        }
+        // Deferred: CTDB's recovery may freeze the database any moment now.
+        self.write_grace_later(&st);
+    }
+
+    fn view_of(
+        (mut records, mut live): Snapshot,
+        me: &str,
+        st: &State,
+    ) -> (ClusterView<String>, BTreeMap<String, GraceRecord>) {
+        live.insert(me.to_string());
+        records.insert(me.to_string(), st.grace.clone());
         let view = ClusterView {
             records: records
                 .iter()
@@ -101,15 +174,49 @@ impl Backend {
         (view, records)
     }
 
-    fn write_grace(&self, st: &State) {
-        if let Err(e) = self
+    pub(super) fn write_grace(&self, st: &State) -> bool {
+        let mut gen = self.grace_writes.lock().unwrap_or_else(|e| e.into_inner());
+        *gen += 1;
+        match self
             .gstore()
             .put(&grace_key(&self.node_id), &st.grace.encode())
         {
-            log::error!(
-                "cannot store this node's grace record ({e}); other nodes decide on the \
-                 previous one"
-            );
+            Ok(()) => true,
+            Err(e) => {
+                log::error!(
+                    "cannot store this node's grace record ({e}); other nodes decide on the \
+                     previous one"
+                );
+                false
+            }
+        }
+    }
+
+    /// Stores our grace record from another thread: CTDB sends "hold" from its
+    /// startrecovery event, and the databases stay frozen until that event returns.
+    pub(super) fn write_grace_later(&self, st: &State) {
+        let value = st.grace.encode();
+        let key = grace_key(&self.node_id);
+        let gens = self.grace_writes.clone();
+        let store = self.grace_store.clone();
+        let mine = {
+            let mut gen = gens.lock().unwrap_or_else(|e| e.into_inner());
+            *gen += 1;
+            *gen
+        };
+        let spawned = std::thread::Builder::new()
+            .name("gctdb-grace-write".into())
+            .spawn(move || {
+                let gen = gens.lock().unwrap_or_else(|e| e.into_inner());
+                if *gen != mine {
+                    return; // a newer record was written meanwhile
+                }
+                if let Err(e) = store.put(&key, &value) {
+                    log::error!("cannot store this node's grace record ({e})");
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start a thread to store the grace record ({e})");
         }
     }
 
@@ -123,7 +230,10 @@ impl Backend {
         st.lift_refused = false;
         if !st.grace.cluster.enforcing {
             st.grace.cluster.enforcing = true;
-            self.write_grace(&st);
+            // Deferred: this may run inside CTDB's startrecovery event, when the database
+            // is frozen until the event returns (and the read_clids that follows writes
+            // the record anyway).
+            self.write_grace_later(&st);
         }
         log::debug!("grace: this node enforces grace");
     }
@@ -131,11 +241,19 @@ impl Backend {
     /// read_clids with event 3: the event script's verbs. Returns the placeholder entry
     /// when one is needed (see the module comment).
     pub(super) fn control(&self, st: &mut State, verb: &str) -> Vec<ReclaimEntry> {
-        let (view, records) = self.view_with(st);
+        // "hold" (startrecovery) or "hold:<ip>" (releaseip of that IP).
+        let (verb, released) = match verb.split_once(':') {
+            Some(("hold", ip)) => ("hold", ip.parse::<IpAddr>().ok()),
+            _ => (verb, None),
+        };
+        let hold = verb == "hold";
+        let (view, records) = self.cached_view_with(st);
         let me = self.node_id.clone();
         match verb {
             "hold" => {
                 st.grace.held = true;
+                st.held_since.get_or_insert_with(Instant::now);
+                st.held_for.extend(released);
                 st.grace.cluster = grace::start(&view, &me);
                 log::info!(
                     "grace: holding the cluster in grace (epoch {}) for a CTDB takeover run",
@@ -144,6 +262,8 @@ impl Backend {
             }
             "ipreallocated" => {
                 st.grace.held = false;
+                st.held_for.clear();
+                st.held_since = None;
                 st.grace.cluster.need_grace = st.grace.recovering;
                 log::info!(
                     "grace: takeover run over; this node {}",
@@ -171,7 +291,11 @@ impl Backend {
             }
         }
         st.local_in_grace = true;
-        self.write_grace(st);
+        if hold {
+            self.write_grace_later(st);
+        } else {
+            self.write_grace(st);
+        }
         if std::mem::take(&mut st.fresh_grace) {
             st.placeholder = false; // Ganesha cleared its list
         }
@@ -199,7 +323,7 @@ impl Backend {
     pub fn try_lift(&self) -> bool {
         let mut st = self.state();
         let me = self.node_id.clone();
-        let (view, _) = self.view_with(&st);
+        let (view, _) = self.cached_view_with(&st);
         let done = !st.grace.held;
         let t = grace::try_lift_grace(&view, &me, done);
         if let Some(w) = t.write {
@@ -207,18 +331,23 @@ impl Backend {
             if !w.need_grace {
                 st.grace.recovering = false;
             }
-            self.write_grace(&st);
         }
+        // Decided on records up to a second old, not in one transaction with our write
+        // (the ctdb tool offers none). What makes that safe: in a crash every live node is
+        // held by its own startrecovery event (its own flag, never stale); in a planned move
+        // the releasing node waits until every live node enforces, so a node that lifted on
+        // a stale view is seen not enforcing and rejoins before anything is released.
         let mut lift = t.lift;
         if lift {
-            // The read above and our write are not one transaction: a node that started
-            // in between would not have been seen. Read again after our write.
-            let (again, _) = self.view_with(&st);
-            if !grace::may_lift(&again, &me, true) {
+            // Others must see that we stop enforcing before we do: a releasing node relies
+            // on it. If the write fails, stay in grace and say so.
+            if !self.write_grace(&st) {
                 st.grace.cluster.enforcing = true;
-                self.write_grace(&st);
+                self.write_grace_later(&st);
                 lift = false;
             }
+        } else if t.write.is_some() {
+            self.write_grace_later(&st);
         }
         if !lift {
             if !st.lift_refused {
@@ -246,7 +375,7 @@ impl Backend {
     /// after ENFORCING_WAIT_LIMIT, loudly.
     pub fn grace_enforcing(&self) -> bool {
         let mut st = self.state();
-        let (view, _) = self.view_with(&st);
+        let (view, _) = self.cached_view_with(&st);
         if grace::enforcing_everywhere(&view) {
             st.enforcing_wait = None;
             return true;
@@ -275,8 +404,73 @@ impl Backend {
         if st.local_in_grace {
             return false;
         }
-        let (view, _) = self.view_with(&st);
+        let (view, _) = self.cached_view_with(&st);
         grace::join(&view, &self.node_id).is_some()
+    }
+
+    /// The watcher: this node refused to lift (another node needed grace) and no other
+    /// live node needs it any more; running the reaper now lifts at once instead of at the
+    /// next tick.
+    pub fn wants_to_retry_lift(&self) -> bool {
+        let st = self.state();
+        if !(st.local_in_grace && st.lift_refused) || st.grace.held {
+            return false;
+        }
+        let (view, _) = self.cached_view_with(&st);
+        grace::may_lift(&view, &self.node_id, true)
+    }
+
+    /// The watcher: ends this node's hold once every IP it released has a new holder (the
+    /// taker has then recorded its own need), or when a hold has lasted HOLD_LIMIT (CTDB
+    /// never finished the takeover: do not keep the cluster in grace for ever).
+    pub fn end_finished_hold(&self) {
+        let (held, released, since) = {
+            let st = self.state();
+            (st.grace.held, st.held_for.clone(), st.held_since)
+        };
+        if !held {
+            return;
+        }
+        let limit = if released.is_empty() {
+            MEMBERSHIP_HOLD_LIMIT
+        } else {
+            HOLD_LIMIT
+        };
+        let expired = since.is_some_and(|t| t.elapsed() > limit);
+        let taken = !released.is_empty()
+            && match &self.cluster {
+                Some(c) => match c.ctdb.public_ips() {
+                    Ok(ips) => released.iter().all(|ip| {
+                        ips.iter()
+                            .any(|p| p.ip == *ip && p.holder.is_some_and(|h| h != c.pnn))
+                    }),
+                    Err(_) => false,
+                },
+                None => false,
+            };
+        if !(taken || expired) {
+            return;
+        }
+        let mut st = self.state();
+        if !st.grace.held {
+            return;
+        }
+        if expired && !taken {
+            log::error!(
+                "grace: this node held the cluster in grace for {limit:?} without CTDB \
+                 finishing a takeover run; ending the hold"
+            );
+        } else {
+            log::info!(
+                "grace: released IP(s) {:?} taken over; hold ended",
+                st.held_for
+            );
+        }
+        st.grace.held = false;
+        st.held_for.clear();
+        st.held_since = None;
+        st.grace.cluster.need_grace = st.grace.recovering;
+        self.write_grace(&st);
     }
 
     /// Every node's grace state, for the operator tool.

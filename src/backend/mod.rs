@@ -110,6 +110,10 @@ struct State {
     lift_refused: bool,
     /// First time grace_enforcing answered false (start-up waits on it).
     enforcing_wait: Option<Instant>,
+    /// IPs this node released while holding: the hold ends once they have a new holder
+    /// (`ctdb moveip` runs no ipreallocated event).
+    held_for: BTreeSet<IpAddr>,
+    held_since: Option<Instant>,
 }
 
 /// This node in a CTDB cluster: who it is and how to ask ctdbd about IPs and members.
@@ -119,16 +123,22 @@ pub struct ClusterNode {
 }
 
 pub struct Backend {
-    store: Box<dyn Store>,
-    /// Where `grace@` records live when not in `store` (the ctdb store keeps them in a
-    /// small database of their own, polled every second by every node).
-    grace_store: Option<Box<dyn Store>>,
+    store: Arc<dyn Store>,
+    /// Where `grace@` records live: `store` itself, or with the ctdb store a small database
+    /// of their own, polled every second by every node.
+    grace_store: Arc<dyn Store>,
     node_id: String,
     cluster: Option<ClusterNode>,
     state: Mutex<State>,
     /// add_clid/rm_clid/add_revoke_fh share it; end_grace takes it exclusively, so that a
     /// client reclaiming at the very end of grace cannot have its fresh record deleted.
-    records: RwLock<()>,
+    records: Arc<RwLock<()>>,
+    /// The last grace records and membership read, for decisions that must not wait for
+    /// ctdbd (during a CTDB recovery its databases are frozen).
+    last_view: Mutex<Option<cluster::Snapshot>>,
+    /// Generation of this node's grace record writes: a deferred write never overwrites
+    /// a newer one.
+    grace_writes: Arc<Mutex<u64>>,
 }
 
 impl Backend {
@@ -181,8 +191,22 @@ impl Backend {
         node_id: &str,
         cluster: Option<ClusterNode>,
     ) -> Result<Backend, BackendError> {
-        let gstore = grace_store.as_deref().unwrap_or(store.as_ref());
-        let grace = match gstore.get(&grace_key(node_id))? {
+        let store: Arc<dyn Store> = Arc::from(store);
+        let grace_store: Arc<dyn Store> = match grace_store {
+            Some(g) => Arc::from(g),
+            None => store.clone(),
+        };
+        Backend::from_parts(store, grace_store, node_id, cluster)
+    }
+
+    /// A backend on stores already shared (tests restart it on the same store).
+    pub fn from_parts(
+        store: Arc<dyn Store>,
+        grace_store: Arc<dyn Store>,
+        node_id: &str,
+        cluster: Option<ClusterNode>,
+    ) -> Result<Backend, BackendError> {
+        let grace = match grace_store.get(&grace_key(node_id))? {
             None => GraceRecord::default(),
             Some(bytes) => GraceRecord::decode(&bytes).unwrap_or_else(|e| {
                 // The epoch only has to differ from every stamp in the store; a fresh
@@ -217,7 +241,9 @@ impl Backend {
                 grace,
                 ..State::default()
             }),
-            records: RwLock::new(()),
+            records: Arc::new(RwLock::new(())),
+            last_view: Mutex::new(None),
+            grace_writes: Arc::new(Mutex::new(0)),
         })
     }
 
@@ -230,7 +256,7 @@ impl Backend {
     }
 
     fn gstore(&self) -> &dyn Store {
-        self.grace_store.as_deref().unwrap_or(self.store.as_ref())
+        self.grace_store.as_ref()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -553,28 +579,16 @@ impl Backend {
     }
 
     /// end_grace: the grace period completed. Clients offered reclaim that did not come
-    /// back lose their records (S2).
+    /// back lose their records (S2). In a cluster the deletions run on a thread of their
+    /// own: Ganesha calls this under its grace mutex, and a CTDB recovery in progress would
+    /// hold the database (and with it every grace event) until they finished.
     pub fn end_grace(&self) {
-        let _guard = self.records.write().unwrap_or_else(|e| e.into_inner());
         let mut st = self.state();
         let offered = std::mem::take(&mut st.offered);
-        let mut removed = 0usize;
-        for (key, stamp) in offered {
-            match self.store.get(&key) {
-                Ok(Some(bytes)) => match ClientRecord::decode(&bytes) {
-                    Ok(rec) if rec.stamp == stamp => match self.store.delete(&key) {
-                        Ok(_) => removed += 1,
-                        Err(e) => log::error!("end_grace: {e}"),
-                    },
-                    Ok(_) => {} // rewritten: the client reclaimed
-                    Err(e) => log::warn!("end_grace: record {key:?} unreadable ({e}); kept"),
-                },
-                Ok(None) => {}
-                Err(e) => log::error!("end_grace: {e}"),
-            }
-        }
         st.grace.recovering = false;
         st.grace.held = false;
+        st.held_for.clear();
+        st.held_since = None;
         st.grace.cluster.need_grace = false;
         st.grace.cluster.enforcing = false;
         st.local_in_grace = false;
@@ -582,18 +596,33 @@ impl Backend {
         st.placeholder = false;
         st.lift_refused = false;
         st.scope = None;
-        if let Err(e) = self
-            .gstore()
-            .put(&grace_key(&self.node_id), &st.grace.encode())
-        {
-            log::error!(
-                "end_grace: cannot record the end of grace epoch {}: {e}",
-                st.grace.epoch
-            );
+        let epoch = st.grace.epoch;
+        if self.cluster.is_some() {
+            self.write_grace_later(&st);
+            drop(st);
+            let store = self.store.clone();
+            let records = self.records.clone();
+            let spawned = std::thread::Builder::new()
+                .name("gctdb-end-grace".into())
+                .spawn(move || {
+                    let _guard = records.write().unwrap_or_else(|e| e.into_inner());
+                    let removed = drop_unreclaimed(store.as_ref(), offered);
+                    log::info!(
+                        "grace epoch {epoch} ended; {removed} client(s) that did not reclaim \
+                         lost their records"
+                    );
+                });
+            if let Err(e) = spawned {
+                log::error!("end_grace: cannot start the clean-up thread ({e}); records kept");
+            }
+            return;
         }
+        self.write_grace(&st);
+        drop(st);
+        let _guard = self.records.write().unwrap_or_else(|e| e.into_inner());
+        let removed = drop_unreclaimed(self.store.as_ref(), offered);
         log::info!(
-            "grace epoch {} ended; {removed} client(s) that did not reclaim lost their records",
-            st.grace.epoch
+            "grace epoch {epoch} ended; {removed} client(s) that did not reclaim lost their records"
         );
     }
 
@@ -605,6 +634,27 @@ impl Backend {
     pub fn epoch(&self) -> u64 {
         self.state().grace.epoch
     }
+}
+
+/// Deletes each offered record whose stamp did not change since it was offered (its client
+/// did not reclaim); returns how many.
+fn drop_unreclaimed(store: &dyn Store, offered: HashMap<String, String>) -> usize {
+    let mut removed = 0usize;
+    for (key, stamp) in offered {
+        match store.get(&key) {
+            Ok(Some(bytes)) => match ClientRecord::decode(&bytes) {
+                Ok(rec) if rec.stamp == stamp => match store.delete(&key) {
+                    Ok(_) => removed += 1,
+                    Err(e) => log::error!("end_grace: {e}"),
+                },
+                Ok(_) => {} // rewritten: the client reclaimed
+                Err(e) => log::warn!("end_grace: record {key:?} unreadable ({e}); kept"),
+            },
+            Ok(None) => {}
+            Err(e) => log::error!("end_grace: {e}"),
+        }
+    }
+    removed
 }
 
 /// Whether `text` names `ip` as a whole address (10.0.0.1 is not named by 10.0.0.10).
@@ -659,8 +709,13 @@ mod tests {
 
     /// Restarts the backend on the same store, as a crashed Ganesha would.
     fn restart(b: Backend) -> Backend {
-        let Backend { store, node_id, .. } = b;
-        Backend::with_store(store, &node_id).unwrap()
+        let Backend {
+            store,
+            grace_store,
+            node_id,
+            ..
+        } = b;
+        Backend::from_parts(store, grace_store, &node_id, None).unwrap()
     }
 
     fn add(b: &Backend, c: &ClientInfo) -> String {

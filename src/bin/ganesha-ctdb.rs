@@ -77,7 +77,8 @@ enum Command {
     /// CTDB event script entry point (installed as events/legacy/60.ganesha-ctdb.script).
     /// It drives the local Ganesha over D-Bus (org.ganesha.nfsd.admin.grace):
     /// `startrecovery`: "3:hold" (enter grace, hold the cluster in grace: a node may have
-    /// died); `releaseip <iface> <ip> <mask>`: "3:hold", wait until every live node
+    /// died); `releaseip <iface> <ip> <mask>`: "3:hold:<ip>" (held until the IP has a new
+    /// holder), wait until every live node
     /// enforces grace, then "2:<ip>" (drop the IP's NLM locks and NFSv4 clients);
     /// `takeip <iface> <ip> <mask>`: "5:<ip>" (the IP's recorded clients may reclaim);
     /// `ipreallocated`: "3:ipreallocated" if this node holds (the takeover run is over).
@@ -352,14 +353,21 @@ fn event(name: &str, args: &[String], grace_db: &str) -> Result<(), String> {
         "takeip" => tell_ganesha(name, &format!("5:{}", ip()?)),
         "releaseip" => {
             let ip = ip()?;
-            if tell_ganesha(name, "3:hold") {
+            if tell_ganesha(name, &format!("3:hold:{ip}")) {
                 wait_for_enforcement(grace_db);
             }
             tell_ganesha(name, &format!("2:{ip}"))
         }
-        "ipreallocated" => match own_grace_record(grace_db) {
-            Some(r) if r.held => tell_ganesha(name, "3:ipreallocated"),
-            _ => true,
+        // A hold started in startrecovery may not be in the database yet (it is written
+        // once the recovery has unfrozen it), so ask Ganesha instead: a node in grace gets
+        // the end of the takeover run; one that is not is not holding.
+        "ipreallocated" => match dbus_admin::in_grace(DBUS_TIMEOUT) {
+            Ok(true) => tell_ganesha(name, "3:ipreallocated"),
+            Ok(false) => true,
+            Err(e) => {
+                eprintln!("ganesha-ctdb: ipreallocated: {e} (is nfs-ganesha running?)");
+                false
+            }
         },
         _ => true,
     };
@@ -382,15 +390,6 @@ fn tell_ganesha(event: &str, arg: &str) -> bool {
             false
         }
     }
-}
-
-fn own_grace_record(grace_db: &str) -> Option<GraceRecord> {
-    let tool = CtdbTool::new();
-    let pnn = tool.nodes().ok()?.into_iter().find(|n| n.this_node)?.pnn;
-    let value = tool
-        .fetch(grace_db, grace_key(&pnn.to_string()).as_bytes())
-        .ok()??;
-    GraceRecord::decode(&value).ok()
 }
 
 /// Waits until every live node enforces grace (S1: a planned release must not drop state

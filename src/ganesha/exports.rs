@@ -383,8 +383,9 @@ extern "C" fn grace_enforcing() -> bool {
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// In a cluster: notices within WATCH_INTERVAL that another node needs the cluster in grace
-/// and wakes Ganesha's reaper so that maybe_start_grace joins at once instead of at its
-/// next tick (up to 10 s later).
+/// (or no longer does, after this node refused to lift) and wakes Ganesha's reaper so that
+/// maybe_start_grace joins (or try_lift_grace lifts) at once instead of at its next tick
+/// (up to 10 s later).
 fn spawn_watcher(backend: Arc<Backend>) {
     let spawned = std::thread::Builder::new()
         .name("gctdb-watch".into())
@@ -394,15 +395,18 @@ fn spawn_watcher(backend: Arc<Backend>) {
             if !still_running {
                 return;
             }
-            let wake =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.wants_to_join()))
-                    .unwrap_or(false);
-            if wake {
-                match ganesha().reaper_wake {
-                    // SAFETY: reaper_wake takes no arguments and only signals the reaper.
-                    Some(w) => unsafe { w() },
-                    None => join_cluster_grace(),
-                }
+            let (join, lift) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                backend.refresh_grace_view();
+                backend.end_finished_hold();
+                let join = backend.wants_to_join();
+                (join, !join && backend.wants_to_retry_lift())
+            }))
+            .unwrap_or((false, false));
+            match ganesha().reaper_wake {
+                // SAFETY: reaper_wake takes no arguments and only signals the reaper.
+                Some(w) if join || lift => unsafe { w() },
+                None if join => join_cluster_grace(),
+                _ => {}
             }
         });
     if let Err(e) = spawned {

@@ -24,6 +24,21 @@ pub struct GaneshaSpec {
     pub recovery_block: String,
     pub grace_period: u32,
     pub lease_lifetime: u32,
+    /// NFSV4 RecoveryBackend: "rados_cluster" loads our library; "fs" is Ganesha's stock
+    /// backend (the anchor), with RecoveryRoot in the node's directory.
+    pub recovery_backend: String,
+}
+
+impl GaneshaSpec {
+    pub fn new(lib_dir: PathBuf, recovery_block: &str, grace_period: u32) -> Self {
+        GaneshaSpec {
+            lib_dir,
+            recovery_block: recovery_block.into(),
+            grace_period,
+            lease_lifetime: 10,
+            recovery_backend: "rados_cluster".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -339,6 +354,7 @@ impl Cluster {
     /// Starts ctdbd on node `i` in its namespace and private view, in the foreground (-i)
     /// so the pid we hold is ctdbd's own.
     pub fn start_ctdbd(&mut self, i: usize) -> Result<()> {
+        self.link(i, true);
         let env = self.node_env(i);
         let n = &mut self.nodes[i];
         let log = fs::OpenOptions::new()
@@ -521,12 +537,17 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         }
         let b = n.base.display().to_string();
         let block = g.recovery_block.replace("$NODE", &b);
+        mkdir(&n.base.join("recov"))?;
+        let backend = match g.recovery_backend.as_str() {
+            "fs" => format!("RecoveryBackend = fs; RecoveryRoot = {b}/recov;"),
+            other => format!("RecoveryBackend = {other};"),
+        };
         write(
             &n.base.join("ganesha.conf"),
             &format!(
                 "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
                  NFS_KRB5 {{ Active_krb5 = false; CCacheDir = {b}/run/ccache; }}\n\
-                 NFSV4 {{ RecoveryBackend = rados_cluster; Minor_Versions = 0, 1, 2; Lease_Lifetime = {}; Grace_Period = {}; }}\n\
+                 NFSV4 {{ {backend} Minor_Versions = 0, 1, 2; Lease_Lifetime = {}; Grace_Period = {}; }}\n\
                  {block}\n\
                  EXPORT {{ Export_Id = 1; Path = {}; Pseudo = /export; Access_Type = RW; Squash = No_Root_Squash;\n\
                           SecType = sys; Protocols = 4; Transports = TCP; FSAL {{ Name = VFS; }} }}\n\
@@ -594,11 +615,31 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
     /// SIGKILLs node `i`'s ganesha.nfsd and ctdbd (and their descendants): a node crash.
     pub fn kill_node(&mut self, i: usize) {
         self.kill_ganesha(i);
-        let n = &mut self.nodes[i];
-        if let Some(mut c) = n.ctdbd.take() {
+        self.kill_ctdbd(i);
+    }
+
+    /// SIGKILLs node `i`'s ctdbd only (its Ganesha keeps running, or stays stopped).
+    pub fn kill_ctdbd(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].ctdbd.take() {
             procs::kill_tree(c.id() as i32, Duration::from_secs(10));
             let _ = c.wait();
         }
+        self.link(i, false);
+    }
+
+    /// A killed ctdbd leaves its public IPs configured (ctdb-runtime.md §3), and the node
+    /// would keep answering ARP for them; a crashed machine answers nothing. Taking the
+    /// link down after the kill (so that the others see the connection drop at once)
+    /// models that; starting ctdbd again brings it up.
+    fn link(&self, i: usize, up: bool) {
+        let _ = ip(&[
+            "-n",
+            &self.nodes[i].ns,
+            "link",
+            "set",
+            "eth0",
+            if up { "up" } else { "down" },
+        ]);
     }
 
     pub fn kill_ganesha(&mut self, i: usize) {

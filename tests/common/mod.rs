@@ -1,0 +1,120 @@
+//! Helpers shared by the cluster end-to-end tests: building a cluster of real ctdbd +
+//! ganesha.nfsd nodes (crates/testbed), NFSv4 clients in the bridge namespace, waiting.
+#![allow(dead_code)]
+
+use ganesha_ctdb_recov::ctdb::CtdbTool;
+use ganesha_ctdb_recov::store::ctdb::CtdbStore;
+use nfs4_client::{netns, Client, ClientOptions, NfsStat};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use testbed::cluster::GaneshaSpec;
+use testbed::{Cluster, ClusterSpec};
+
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+pub fn store_on(c: &Cluster, i: usize, db: &str) -> CtdbStore {
+    let tool = CtdbTool::with_socket(c.nodes[i].socket());
+    CtdbStore::open(Box::new(tool), db).expect("attach test database")
+}
+
+/// 3 nodes, 3 public IPs, a ganesha.nfsd per node. `stock`: Ganesha's own `fs` recovery
+/// backend with an event script that does what CTDB 4.17's nfs-ganesha callout does
+/// (tests/fixtures/ctdb-stock-ganesha.script); otherwise ganesha-ctdb with Store = ctdb and
+/// its event script.
+pub fn ganesha_cluster(grace_period: u32, stock: bool) -> Cluster {
+    let target = target_dir();
+    assert!(
+        target.join("libganesha_ctdb_recov.so").exists() && target.join("ganesha-ctdb").exists(),
+        "build first: cargo build --workspace --all-targets"
+    );
+    let mut spec = ClusterSpec::new(3, 3);
+    let mut g = GaneshaSpec::new(
+        target.clone(),
+        if stock {
+            ""
+        } else {
+            "CTDB_RECOVERY { Store = ctdb; }"
+        },
+        grace_period,
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if stock {
+        g.recovery_backend = "fs".into();
+        spec.event_script = Some(repo.join("tests/fixtures/ctdb-stock-ganesha.script"));
+    } else {
+        spec.ganesha_ctdb_bin = Some(target.join("ganesha-ctdb"));
+        spec.event_script = Some(repo.join("ganesha-conf/events/60.ganesha-ctdb.script"));
+    }
+    spec.ganesha = Some(g);
+    let c = Cluster::up(spec).expect("cluster up");
+    for f in [
+        "x40.txt",
+        "x41.txt",
+        "y41.txt",
+        "other.txt",
+        "f40.txt",
+        "f41.txt",
+    ] {
+        std::fs::write(c.dir.join("export").join(f), "data\n").unwrap();
+    }
+    c
+}
+
+pub fn client(c: &Cluster, ip: Ipv4Addr, minor: u32, owner: &str) -> Client {
+    let ns = c.bridge_ns.clone();
+    let addr = SocketAddr::from((ip, 2049));
+    Client::new(ClientOptions::new(minor, owner), move || {
+        netns::connect(Some(&ns), addr, Duration::from_secs(20))
+    })
+}
+
+pub fn refused<T: std::fmt::Debug>(
+    res: Result<T, nfs4_client::Error>,
+    allowed: &[NfsStat],
+    what: &str,
+) {
+    match res {
+        Err(e) if e.status().is_some_and(|s| allowed.contains(&s)) => {}
+        other => panic!("{what}: want one of {allowed:?}, got {other:?}"),
+    }
+}
+
+pub fn wait_log(c: &Cluster, node: usize, needle: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if c.nodes[node].ganesha_log().contains(needle) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "node {} never logged {needle:?}:\n{}",
+        c.nodes[node].name,
+        c.logs()
+    );
+}
+
+/// The last line of node `i`'s ganesha.log saying whether it is in grace.
+pub fn in_grace(c: &Cluster, i: usize) -> bool {
+    c.nodes[i]
+        .ganesha_log()
+        .lines()
+        .rev()
+        .find_map(|l| {
+            if l.contains("Now IN GRACE") {
+                Some(true)
+            } else if l.contains("Now NOT IN GRACE") {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(false)
+}

@@ -1,8 +1,8 @@
 //! The failover demo (README's main command runs it through scripts/demo.sh): a real
 //! 3-node ctdbd cluster in network namespaces, one ganesha.nfsd per node with ganesha-ctdb
 //! (Store = ctdb), NFSv4.0 and NFSv4.1 clients locking through public IP X; the node
-//! holding X is killed; CTDB moves X; the clients reclaim through X on the new node while a
-//! newcomer is refused with NFS4ERR_GRACE. Needs root; tears everything down by pid.
+//! holding X is killed; CTDB moves X; every node refuses newcomers with NFS4ERR_GRACE while
+//! the clients reclaim through X on the new node. Needs root; tears everything down by pid.
 
 use nfs4_client::{netns, Client, ClientOptions, LockType};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -126,14 +126,20 @@ fn main() -> Result<(), String> {
         );
     }
 
-    step(&format!(
-        "A newcomer through {x} is refused while the old clients may reclaim"
-    ));
-    let mut newcomer = client(&c, x, 0, "newcomer");
-    newcomer.establish().map_err(err)?;
-    match newcomer.open("export/x41.txt") {
-        Ok(_) => println!("newcomer: OPEN granted (unexpected!)"),
-        Err(e) => println!("newcomer: {e}"),
+    step("Newcomers are refused on every node while the old clients may reclaim (cluster grace)");
+    let holders = c.ip_holders(b)?;
+    for ip in c.public_ips.clone() {
+        let node = holders
+            .get(&ip)
+            .copied()
+            .flatten()
+            .map_or("?".into(), |p| p.to_string());
+        let mut newcomer = client(&c, ip, 0, &format!("newcomer-via-{ip}"));
+        newcomer.establish().map_err(err)?;
+        match newcomer.open("export/x41.txt") {
+            Ok(_) => println!("newcomer through {ip} (node {node}): OPEN granted (unexpected!)"),
+            Err(e) => println!("newcomer through {ip} (node {node}): {e}"),
+        }
     }
 
     step(&format!(

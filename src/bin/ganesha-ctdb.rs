@@ -59,6 +59,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// One screen for an incident: the cluster grace; each node (live, needs grace,
+    /// enforcing, recovering, held, epoch); each public IP with its holder and how many
+    /// NFSv4 and NLM clients are recorded for it. With -X: two '|' tables, nodes then IPs.
+    Status,
     /// List the NFSv4 client records: server IP, recovery tag, client id, stamp
     /// (<node>.<epoch> of the last write) and revoked delegation handles.
     Records,
@@ -118,6 +122,9 @@ fn run(cli: Cli) -> Result<(), String> {
         println!("Ganesha: {msg}");
         return Ok(());
     }
+    if let Command::Status = &cli.command {
+        return status(&cli);
+    }
     if let Command::Grace { action } = &cli.command {
         let (store, ctdb): (Box<dyn Store>, Option<CtdbTool>) = if cli.store == "ctdb" {
             let tool = CtdbTool::new();
@@ -144,7 +151,7 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     match cli.command {
         Command::Records => list_records(store.as_ref(), cli.machine),
-        Command::Grace { .. } | Command::Event { .. } => Ok(()),
+        Command::Grace { .. } | Command::Event { .. } | Command::Status => Ok(()),
     }
 }
 
@@ -321,6 +328,76 @@ fn print_grace(store: &dyn Store, records: &GraceRecords, live: &BTreeSet<String
             store.describe()
         );
     }
+}
+
+/// `status`: grace records, membership, public IPs and client counts per IP.
+fn status(cli: &Cli) -> Result<(), String> {
+    let (records, grace, ctdb): (Box<dyn Store>, Box<dyn Store>, Option<CtdbTool>) =
+        if cli.store == "ctdb" {
+            let tool = CtdbTool::new();
+            let r = CtdbStore::open(Box::new(tool.clone()), &cli.db).map_err(|e| e.to_string())?;
+            let g = CtdbStore::open(Box::new(tool.clone()), &cli.grace_db)
+                .map_err(|e| e.to_string())?;
+            (Box::new(r), Box::new(g), Some(tool))
+        } else {
+            let r = DirStore::open(&cli.dir).map_err(|e| e.to_string())?;
+            let g = DirStore::open(&cli.dir).map_err(|e| e.to_string())?;
+            (Box::new(r), Box::new(g), None)
+        };
+    let grace_records = read_grace(grace.as_ref())?;
+    let live = live_nodes(&grace_records, ctdb.as_ref())?;
+    print_grace(grace.as_ref(), &grace_records, &live, cli.machine);
+
+    // Client counts per server IP, from the keys alone.
+    let mut v4: BTreeMap<String, usize> = BTreeMap::new();
+    for (key, _) in records.scan(V4_PREFIX).map_err(|e| e.to_string())?.entries {
+        if let Some((ip, _)) = parse_v4_key(&key) {
+            *v4.entry(ip.to_string()).or_default() += 1;
+        }
+    }
+    let mut nlm: BTreeMap<String, usize> = BTreeMap::new();
+    for (key, _) in records
+        .scan("statd-state@")
+        .map_err(|e| e.to_string())?
+        .entries
+    {
+        if let Some((ip, _)) = key["statd-state@".len()..].split_once('@') {
+            *nlm.entry(ip.to_string()).or_default() += 1;
+        }
+    }
+    let mut ips: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(t) = &ctdb {
+        for p in t.public_ips().map_err(|e| e.to_string())? {
+            ips.insert(
+                p.ip.to_string(),
+                p.holder.map_or("-".into(), |h| h.to_string()),
+            );
+        }
+    }
+    for ip in v4.keys().chain(nlm.keys()) {
+        ips.entry(ip.clone()).or_insert_with(|| "-".into());
+    }
+    if cli.machine {
+        println!("|PublicIP|Holder|V4Clients|NLMClients|");
+    } else {
+        println!();
+        println!(
+            "{:<40} {:<6} {:>10} {:>11}",
+            "public IP", "holder", "v4 clients", "NLM clients"
+        );
+    }
+    for (ip, holder) in &ips {
+        let (a, b) = (
+            v4.get(ip).copied().unwrap_or(0),
+            nlm.get(ip).copied().unwrap_or(0),
+        );
+        if cli.machine {
+            println!("|{ip}|{holder}|{a}|{b}|");
+        } else {
+            println!("{ip:<40} {holder:<6} {a:>10} {b:>11}");
+        }
+    }
+    Ok(())
 }
 
 fn refuse_live(node: &str, live: &BTreeSet<String>, with_ctdb: bool) -> Result<(), String> {

@@ -19,10 +19,13 @@ strip --strip-unneeded "$lib/libganesha_ctdb_recov.so" "$stage/usr/sbin/ganesha-
 # operator's `ctdb event script enable legacy 60.ganesha-ctdb` (a symlink in /etc/ctdb).
 install -D -m 0755 ganesha-conf/events/60.ganesha-ctdb.script \
 	"$stage/usr/share/ctdb/events/legacy/60.ganesha-ctdb.script"
+install -D -m 0755 ganesha-conf/statd-callout "$stage/usr/libexec/ganesha-ctdb/statd-callout"
 install -D -m 0644 packaging/systemd/ganesha-ctdb.conf \
 	"$stage/usr/lib/systemd/system/nfs-ganesha.service.d/ganesha-ctdb.conf"
 doc=$stage/usr/share/doc/ganesha-ctdb
 install -D -m 0644 ganesha-conf/ganesha.conf "$doc/examples/ganesha.conf"
+# Disabled until the operator copies it to /etc/nfs.conf.d (a single node needs no callout).
+install -D -m 0644 ganesha-conf/nfs.conf.d/ganesha-ctdb.conf "$doc/examples/nfs.conf.d/ganesha-ctdb.conf"
 install -D -m 0644 README.md "$doc/README.md"
 for d in operations configuration architecture grace-hazard; do
 	install -D -m 0644 "docs/$d.md" "$doc/$d.md"

@@ -12,6 +12,7 @@ packages=(
   valgrind                      # the C harness runs under valgrind
   ctdb                          # real ctdbd clusters in network namespaces (CTDB store, takeover)
   ethtool iptables              # ctdb's 10.interface needs them (ctdb only Recommends them)
+  rpcbind nfs-common            # real rpcbind and rpc.statd for the NSM tests
   man-db binutils               # the package test: man ganesha-ctdb; strip for the .deb
   libnfs-utils                  # nfs-cat: an independent NFSv4.0 client in the e2e tests
 )

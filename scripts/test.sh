@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 cargo build --workspace --all-targets
-cargo test --workspace --all-targets -- --test-threads=1
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads=1

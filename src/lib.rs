@@ -14,5 +14,7 @@ pub mod dbus_admin;
 #[allow(unsafe_code)]
 pub mod ganesha;
 pub mod grace;
+pub mod nsm;
 pub mod records;
+pub mod statd;
 pub mod store;

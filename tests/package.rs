@@ -14,6 +14,8 @@ const FILES: &[&str] = &[
     "/usr/lib/ganesha-ctdb/libganesha_ctdb_recov.so",
     "/usr/lib/ganesha-ctdb/libganesha_rados_recov.so",
     "/usr/sbin/ganesha-ctdb",
+    "/usr/libexec/ganesha-ctdb/statd-callout",
+    "/usr/share/doc/ganesha-ctdb/examples/nfs.conf.d/ganesha-ctdb.conf",
     "/usr/lib/systemd/system/nfs-ganesha.service.d/ganesha-ctdb.conf",
     "/usr/share/ctdb/events/legacy/60.ganesha-ctdb.script",
     "/usr/share/man/man8/ganesha-ctdb.8.gz",

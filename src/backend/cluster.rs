@@ -195,6 +195,12 @@ impl Backend {
     /// Stores our grace record from another thread: CTDB sends "hold" from its
     /// startrecovery event, and the databases stay frozen until that event returns.
     pub(super) fn write_grace_later(&self, st: &State) {
+        if self.cluster.is_none() {
+            // No CTDB, nothing frozen: write now (a deferred write could otherwise land
+            // after a restarted backend in the same process wrote a newer record).
+            self.write_grace(st);
+            return;
+        }
         let value = st.grace.encode();
         let key = grace_key(&self.node_id);
         let gens = self.grace_writes.clone();

@@ -298,6 +298,9 @@ impl Backend {
                 if let Some(scope) = st.scope.as_mut() {
                     scope.insert(ServerIp::Ip(*ip));
                 }
+                if self.cluster.is_some() {
+                    self.notify_nlm_clients(*ip);
+                }
                 if st.lift_refused {
                     log::error!(
                         "takeover of {ip} during a grace period in which Ganesha already asked \
@@ -389,6 +392,40 @@ impl Backend {
             // Stamps stay unique in this process either way; what is lost is only the
             // record that a grace period is open, which status reports.
             log::error!("cannot record grace epoch {}: {e}", st.grace.epoch);
+        }
+    }
+
+    /// Tells the NLM clients recorded for `ip` that the server behind it restarted (NSM
+    /// SM_NOTIFY from `ip`), on a thread of its own: never on Ganesha's grace path.
+    fn notify_nlm_clients(&self, ip: IpAddr) {
+        let store = self.store.clone();
+        let host = crate::config::hostname().unwrap_or_default();
+        let spawned = std::thread::Builder::new()
+            .name("gctdb-nsm".into())
+            .spawn(move || {
+                match crate::statd::notify_ip(
+                    store.as_ref(),
+                    ip,
+                    &host,
+                    std::time::Duration::from_secs(30),
+                ) {
+                    Ok((report, unresolved))
+                        if report.outcomes.is_empty() && unresolved.is_empty() =>
+                    {
+                        log::debug!("NSM: no NLM clients recorded for {ip}");
+                    }
+                    Ok((report, unresolved)) => log::info!(
+                        "NSM: SM_NOTIFY from {ip}: {} client(s) notified in {:.1} s; no answer \
+                         from {:?}; names that did not resolve: {unresolved:?}",
+                        report.outcomes.len() - report.unanswered().len(),
+                        report.elapsed.as_secs_f64(),
+                        report.unanswered()
+                    ),
+                    Err(e) => log::error!("NSM: notifying the NLM clients of {ip} failed: {e}"),
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("NSM: cannot start the notification of {ip}'s clients ({e})");
         }
     }
 

@@ -5,9 +5,12 @@ use ganesha_ctdb_recov::config::{DEFAULT_DIR, DEFAULT_GRACE_DB, DEFAULT_RECOVERY
 use ganesha_ctdb_recov::ctdb::{CtdbApi, CtdbTool};
 use ganesha_ctdb_recov::dbus_admin;
 use ganesha_ctdb_recov::grace::{self as cluster_grace, ClusterView};
+use ganesha_ctdb_recov::nsm;
+use ganesha_ctdb_recov::records::ServerIp;
 use ganesha_ctdb_recov::records::{
     grace_key, parse_v4_key, ClientRecord, GraceRecord, GRACE_PREFIX, V4_PREFIX,
 };
+use ganesha_ctdb_recov::statd;
 use ganesha_ctdb_recov::store::ctdb::CtdbStore;
 use ganesha_ctdb_recov::store::dir::DirStore;
 use ganesha_ctdb_recov::store::Store;
@@ -63,6 +66,29 @@ enum Command {
     /// enforcing, recovering, held, epoch); each public IP with its holder and how many
     /// NFSv4 and NLM clients are recorded for it. With -X: two '|' tables, nodes then IPs.
     Status,
+    /// rpc.statd's ha-callout (nfs.conf: [statd] ha-callout): `add-client <mon_name>
+    /// <my_name>` records the NLM client against every public IP this node holds
+    /// (statd-state@<ip>@<mon_name>); `del-client` marks it unmonitored but keeps it for
+    /// the next takeover notification (Ganesha's SM_UNMON_ALL at start-up must not erase
+    /// it). Other callout actions are accepted and ignored. Names are taken as given, never
+    /// passed to a shell.
+    StatdCallout {
+        /// add-client, del-client, ...
+        action: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Send NSM SM_NOTIFY from IP to every NLM client recorded for it (what a takeover of
+    /// IP does by itself): mon_name = IP, then NAME; a new odd state number, stored first.
+    Notify {
+        ip: std::net::IpAddr,
+        /// The NFS host name clients mounted by (default: this host's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Give up on clients that have not answered after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// List the NFSv4 client records: server IP, recovery tag, client id, stamp
     /// (<node>.<epoch> of the last write) and revoked delegation handles.
     Records,
@@ -122,6 +148,12 @@ fn run(cli: Cli) -> Result<(), String> {
         println!("Ganesha: {msg}");
         return Ok(());
     }
+    if let Command::StatdCallout { action, args } = &cli.command {
+        return statd_callout(&cli, action, args);
+    }
+    if let Command::Notify { ip, name, timeout } = &cli.command {
+        return notify(&cli, *ip, name.as_deref(), *timeout);
+    }
     if let Command::Status = &cli.command {
         return status(&cli);
     }
@@ -151,7 +183,7 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     match cli.command {
         Command::Records => list_records(store.as_ref(), cli.machine),
-        Command::Grace { .. } | Command::Event { .. } | Command::Status => Ok(()),
+        _ => Ok(()),
     }
 }
 
@@ -395,6 +427,94 @@ fn status(cli: &Cli) -> Result<(), String> {
             println!("|{ip}|{holder}|{a}|{b}|");
         } else {
             println!("{ip:<40} {holder:<6} {a:>10} {b:>11}");
+        }
+    }
+    Ok(())
+}
+
+fn open_records(cli: &Cli) -> Result<(Box<dyn Store>, Option<CtdbTool>), String> {
+    if cli.store == "ctdb" {
+        let tool = CtdbTool::new();
+        let s = CtdbStore::open(Box::new(tool.clone()), &cli.db).map_err(|e| e.to_string())?;
+        Ok((Box::new(s), Some(tool)))
+    } else {
+        Ok((
+            Box::new(DirStore::open(&cli.dir).map_err(|e| e.to_string())?),
+            None,
+        ))
+    }
+}
+
+/// The public IPs this node holds (the dir store has none: `local`).
+fn held_ips(ctdb: Option<&CtdbTool>) -> Result<Vec<ServerIp>, String> {
+    let Some(t) = ctdb else {
+        return Ok(vec![ServerIp::Local]);
+    };
+    let me = t
+        .nodes()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|n| n.this_node)
+        .ok_or("ctdb -X status marks no node as this one")?
+        .pnn;
+    let ips: Vec<ServerIp> = t
+        .public_ips()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|p| p.holder == Some(me))
+        .map(|p| ServerIp::Ip(p.ip))
+        .collect();
+    Ok(if ips.is_empty() {
+        vec![ServerIp::Local]
+    } else {
+        ips
+    })
+}
+
+fn statd_callout(cli: &Cli, action: &str, args: &[String]) -> Result<(), String> {
+    let client = || {
+        args.first().cloned().ok_or_else(|| {
+            format!("statd-callout {action}: want <mon_name> <my_name>, got {args:?}")
+        })
+    };
+    match action {
+        "add-client" | "del-client" => {
+            let client = client()?;
+            let (store, ctdb) = open_records(cli)?;
+            let ips = held_ips(ctdb.as_ref())?;
+            let r = if action == "add-client" {
+                statd::add_client(store.as_ref(), &ips, &client)
+            } else {
+                statd::del_client(store.as_ref(), &ips, &client)
+            };
+            r.map_err(|e| format!("statd-callout {action} {client:?}: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn notify(cli: &Cli, ip: std::net::IpAddr, name: Option<&str>, timeout: u64) -> Result<(), String> {
+    let (store, _) = open_records(cli)?;
+    let host = name
+        .map(str::to_owned)
+        .or_else(ganesha_ctdb_recov::config::hostname)
+        .unwrap_or_default();
+    let (report, unresolved) =
+        statd::notify_ip(store.as_ref(), ip, &host, Duration::from_secs(timeout))
+            .map_err(|e| format!("notify {ip}: {e}"))?;
+    for n in &unresolved {
+        eprintln!("notify {ip}: cannot resolve client {n:?}; not notified");
+    }
+    let silent = report.unanswered();
+    println!(
+        "notify {ip}: {} client(s) notified, {} without answer, in {:.1} s",
+        report.outcomes.len() - silent.len(),
+        silent.len() + unresolved.len(),
+        report.elapsed.as_secs_f64()
+    );
+    for (a, o) in &report.outcomes {
+        if *o != nsm::Outcome::Notified {
+            println!("  {a}: {o:?}");
         }
     }
     Ok(())

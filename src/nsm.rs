@@ -1,0 +1,365 @@
+//! The NSM sender (design §6): after a takeover of public IP X, tell X's NFSv3/NLM clients
+//! that "the server" rebooted, so that they reclaim their locks through X.
+//!
+//! For each client: portmapper GETPORT (100000 v2 proc 3) for its statd (100024 v1 UDP),
+//! then SM_NOTIFY (proc 6) twice, with mon_name = X and with the configured NFS host name,
+//! all from source address X over one UDP socket, many clients in flight, each request
+//! retransmitted with doubling intervals, the whole run bounded in time. The state number is
+//! odd ("up") and strictly greater than any sent before for X: the caller keeps it in the
+//! store (`nsm-state@<ip>`), never derived from clocks.
+
+use oncrpc::rpc::{encode_call, next_xid, parse_reply, reply_xid, Auth, CallHeader};
+use oncrpc::{XdrReader, XdrWriter};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+pub const PMAP_PROG: u32 = 100000;
+pub const PMAP_VERS: u32 = 2;
+pub const PMAPPROC_GETPORT: u32 = 3;
+pub const SM_PROG: u32 = 100024;
+pub const SM_VERS: u32 = 1;
+pub const SM_NOTIFY: u32 = 6;
+/// SM_MAXSTRLEN.
+pub const SM_MAXSTRLEN: usize = 1024;
+const IPPROTO_UDP: u32 = 17;
+
+/// The next NSM state after `previous`: odd and strictly greater.
+pub fn next_state(previous: u32) -> u32 {
+    let next = previous.saturating_add(1);
+    if next % 2 == 1 {
+        next
+    } else {
+        next.saturating_add(1)
+    }
+}
+
+pub fn encode_getport(prog: u32, vers: u32) -> Vec<u8> {
+    let mut w = XdrWriter::new();
+    w.u32(prog).u32(vers).u32(IPPROTO_UDP).u32(0);
+    w.into_bytes()
+}
+
+pub fn encode_sm_notify(mon_name: &str, state: u32) -> Vec<u8> {
+    let mut w = XdrWriter::new();
+    w.string(mon_name).u32(state);
+    w.into_bytes()
+}
+
+#[derive(Clone, Debug)]
+pub struct NotifyPlan {
+    /// Source address: the public IP that moved.
+    pub source: IpAddr,
+    /// The names to announce: the IP itself and the NFS host name.
+    pub names: Vec<String>,
+    pub state: u32,
+    /// Portmapper port on each client (111; tests use a responder elsewhere).
+    pub pmap_port: u16,
+    pub first_retry: Duration,
+    pub total: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Notified,
+    /// The client's portmapper answered that statd is not registered.
+    NoStatd,
+    /// No answer within the run's time bound; `stage` says what was outstanding.
+    NoAnswer {
+        stage: String,
+    },
+    Failed(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub outcomes: Vec<(IpAddr, Outcome)>,
+    pub elapsed: Duration,
+    pub sent: usize,
+}
+
+impl Report {
+    pub fn unanswered(&self) -> Vec<IpAddr> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| *o != Outcome::Notified)
+            .map(|(a, _)| *a)
+            .collect()
+    }
+}
+
+enum Stage {
+    GetPort,
+    Notify { port: u16, name: usize },
+    Done(Outcome),
+}
+
+struct Pending {
+    client: usize,
+    xid: u32,
+    msg: Vec<u8>,
+    to: SocketAddr,
+    next: Instant,
+    interval: Duration,
+}
+
+/// Notifies every client in `clients`; returns who answered and who did not.
+pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
+    let start = Instant::now();
+    let socket = UdpSocket::bind(SocketAddr::new(plan.source, 0))?;
+    socket.set_read_timeout(Some(Duration::from_millis(5)))?;
+    let auth = Auth::None;
+    let mut stages: Vec<Stage> = clients.iter().map(|_| Stage::GetPort).collect();
+    let mut pending: HashMap<u32, Pending> = HashMap::new();
+    let mut sent = 0usize;
+    let request = |client: usize, to: SocketAddr, prog: u32, vers: u32, proc_: u32, args: &[u8]| {
+        let xid = next_xid();
+        let msg = encode_call(
+            &CallHeader {
+                xid,
+                prog,
+                vers,
+                proc_,
+            },
+            &auth,
+            args,
+        );
+        Pending {
+            client,
+            xid,
+            msg,
+            to,
+            next: Instant::now(),
+            interval: plan.first_retry,
+        }
+    };
+    for (i, ip) in clients.iter().enumerate() {
+        let p = request(
+            i,
+            SocketAddr::new(*ip, plan.pmap_port),
+            PMAP_PROG,
+            PMAP_VERS,
+            PMAPPROC_GETPORT,
+            &encode_getport(SM_PROG, SM_VERS),
+        );
+        pending.insert(p.xid, p);
+    }
+    let deadline = start + plan.total;
+    let mut buf = vec![0u8; 65536];
+    while !pending.is_empty() && Instant::now() < deadline {
+        let now = Instant::now();
+        for p in pending.values_mut() {
+            if p.next <= now {
+                // A send error (no route yet) is retried like a lost datagram.
+                let _ = socket.send_to(&p.msg, p.to);
+                sent += 1;
+                p.next = now + p.interval;
+                p.interval = (p.interval * 2).min(Duration::from_secs(4));
+            }
+        }
+        let (n, _from) = match socket.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            // ICMP port unreachable surfaces as ConnectionRefused on Linux: keep waiting
+            // for the others; the retransmission covers a client that comes up.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+            Err(e) => return Err(e),
+        };
+        let msg = &buf[..n];
+        let Ok(xid) = reply_xid(msg) else { continue };
+        let Some(p) = pending.remove(&xid) else {
+            continue;
+        };
+        let client = p.client;
+        let next = match (&stages[client], parse_reply(msg, p.xid)) {
+            (Stage::GetPort, Ok(body)) => match XdrReader::new(body).u32("port") {
+                Ok(0) => Stage::Done(Outcome::NoStatd),
+                Ok(port) if port <= u32::from(u16::MAX) => Stage::Notify {
+                    port: port as u16,
+                    name: 0,
+                },
+                Ok(port) => {
+                    Stage::Done(Outcome::Failed(format!("portmapper returned port {port}")))
+                }
+                Err(e) => Stage::Done(Outcome::Failed(format!("GETPORT reply: {e}"))),
+            },
+            (Stage::Notify { port, name }, Ok(_)) if name + 1 < plan.names.len() => Stage::Notify {
+                port: *port,
+                name: name + 1,
+            },
+            (Stage::Notify { .. }, Ok(_)) => Stage::Done(Outcome::Notified),
+            (_, Err(e)) => Stage::Done(Outcome::Failed(e.to_string())),
+            (Stage::Done(o), Ok(_)) => Stage::Done(o.clone()),
+        };
+        if let Stage::Notify { port, name } = next {
+            let args = encode_sm_notify(&plan.names[name], plan.state);
+            let p = request(
+                client,
+                SocketAddr::new(clients[client], port),
+                SM_PROG,
+                SM_VERS,
+                SM_NOTIFY,
+                &args,
+            );
+            pending.insert(p.xid, p);
+        }
+        stages[client] = next;
+    }
+    let outcomes = clients
+        .iter()
+        .zip(stages)
+        .map(|(ip, st)| {
+            let o = match st {
+                Stage::Done(o) => o,
+                Stage::GetPort => Outcome::NoAnswer {
+                    stage: "portmapper GETPORT".into(),
+                },
+                Stage::Notify { name, .. } => Outcome::NoAnswer {
+                    stage: format!(
+                        "SM_NOTIFY {:?}",
+                        plan.names.get(name).cloned().unwrap_or_default()
+                    ),
+                },
+            };
+            (*ip, o)
+        })
+        .collect();
+    Ok(Report {
+        outcomes,
+        elapsed: start.elapsed(),
+        sent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oncrpc::XdrReader;
+
+    #[test]
+    fn state_numbers_are_odd_and_grow() {
+        assert_eq!(next_state(0), 1);
+        assert_eq!(next_state(1), 3);
+        assert_eq!(next_state(2), 3);
+        assert_eq!(next_state(7), 9);
+        assert_eq!(next_state(u32::MAX - 1), u32::MAX);
+    }
+
+    #[test]
+    fn sm_notify_args_are_xdr_stat_chge() {
+        let b = encode_sm_notify("10.0.0.5", 9);
+        let mut r = XdrReader::new(&b);
+        assert_eq!(r.string(SM_MAXSTRLEN, "mon_name").unwrap(), "10.0.0.5");
+        assert_eq!(r.u32("state").unwrap(), 9);
+        assert_eq!(r.remaining(), 0);
+    }
+
+    /// A responder standing in for a client's rpcbind and statd on loopback: answers
+    /// GETPORT with its own port (or 0), acknowledges SM_NOTIFY and records what it got.
+    fn responder(
+        register: bool,
+        drop_first: usize,
+    ) -> (u16, std::sync::mpsc::Receiver<(String, u32)>) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut dropped = 0;
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if dropped < drop_first {
+                    dropped += 1;
+                    continue;
+                }
+                let mut r = XdrReader::new(&buf[..n]);
+                let xid = r.u32("xid").unwrap();
+                let words: Vec<u32> = (0..5).map(|_| r.u32("w").unwrap()).collect();
+                let (prog, proc_) = (words[2], words[4]);
+                for _ in 0..2 {
+                    r.u32("flavor").unwrap();
+                    r.opaque(400, "auth").unwrap();
+                }
+                let mut w = XdrWriter::new();
+                w.u32(xid).u32(1).u32(0).u32(0).opaque(&[]).u32(0);
+                if prog == PMAP_PROG && proc_ == PMAPPROC_GETPORT {
+                    w.u32(if register { u32::from(port) } else { 0 });
+                } else if prog == SM_PROG && proc_ == SM_NOTIFY {
+                    let name = r.string(SM_MAXSTRLEN, "mon_name").unwrap();
+                    let state = r.u32("state").unwrap();
+                    let _ = tx.send((name, state));
+                }
+                let _ = sock.send_to(w.as_bytes(), from);
+            }
+        });
+        (port, rx)
+    }
+
+    fn plan(port: u16) -> NotifyPlan {
+        NotifyPlan {
+            source: "127.0.0.1".parse().unwrap(),
+            names: vec!["10.77.1.1".into(), "nfs.example".into()],
+            state: 5,
+            pmap_port: port,
+            first_retry: Duration::from_millis(50),
+            total: Duration::from_secs(3),
+        }
+    }
+
+    #[test]
+    fn notifies_with_both_names_and_survives_lost_datagrams() {
+        let (port, rx) = responder(true, 2);
+        let report = notify(&plan(port), &["127.0.0.1".parse().unwrap()]).unwrap();
+        assert_eq!(report.outcomes[0].1, Outcome::Notified, "{report:?}");
+        let got: Vec<(String, u32)> = rx.try_iter().collect();
+        assert!(got.contains(&("10.77.1.1".into(), 5)), "{got:?}");
+        assert!(got.contains(&("nfs.example".into(), 5)), "{got:?}");
+        assert!(
+            report.sent > 3,
+            "lost datagrams were retransmitted: {report:?}"
+        );
+    }
+
+    #[test]
+    fn reports_unregistered_statd_and_silent_clients_within_the_bound() {
+        let (port, _rx) = responder(false, 0);
+        let report = notify(&plan(port), &["127.0.0.1".parse().unwrap()]).unwrap();
+        assert_eq!(report.outcomes[0].1, Outcome::NoStatd);
+        // Nobody listens on the port: no answer, reported, within the time bound.
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = silent.local_addr().unwrap().port();
+        drop(silent);
+        let mut pl = plan(p);
+        pl.total = Duration::from_millis(600);
+        let report = notify(&pl, &["127.0.0.1".parse().unwrap()]).unwrap();
+        assert!(
+            matches!(report.outcomes[0].1, Outcome::NoAnswer { .. }),
+            "{report:?}"
+        );
+        assert!(report.elapsed < Duration::from_secs(2));
+        assert_eq!(report.unanswered().len(), 1);
+    }
+
+    #[test]
+    fn garbage_replies_never_panic() {
+        // Every truncation of a valid GETPORT reply is rejected by the decoder.
+        let mut w = XdrWriter::new();
+        w.u32(7).u32(1).u32(0).u32(0).opaque(&[]).u32(0).u32(1234);
+        let full = w.into_bytes();
+        for cut in 0..full.len() {
+            let r = parse_reply(&full[..cut], 7)
+                .ok()
+                .map(|b| XdrReader::new(b).u32("port").is_ok());
+            assert_ne!(r, Some(true), "cut {cut}");
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! NFSv3/NLM clients as rpc.statd reports them (its ha-callout), and their notification
+//! after a takeover (design §6).
+//!
+//! `statd-state@<server-ip>@<client>` (CTDB's own key format) says that `client` (the
+//! mon_name statd was asked to monitor) has NLM locks through that server IP. rpc.statd
+//! cannot tell which IP a client used, so a client is recorded against every public IP this
+//! node holds. `del-client` does not delete: Ganesha's SM_UNMON_ALL at start-up makes statd
+//! call it for every client, and a takeover notification still needs them. It marks the
+//! record unmonitored; the next notification for that IP sends to it (harmless for a client
+//! without locks) and then drops it.
+
+use crate::nsm::{self, NotifyPlan, Report};
+use crate::records::ServerIp;
+use crate::store::{Store, StoreError};
+use std::fmt;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::time::Duration;
+
+pub const STATD_PREFIX: &str = "statd-state@";
+pub const NSM_STATE_PREFIX: &str = "nsm-state@";
+
+pub fn statd_key(ip: &ServerIp, client: &str) -> String {
+    format!("{STATD_PREFIX}{ip}@{client}")
+}
+
+pub fn nsm_state_key(ip: &IpAddr) -> String {
+    format!("{NSM_STATE_PREFIX}{ip}")
+}
+
+#[derive(Debug)]
+pub enum StatdError {
+    /// A client name that cannot be recorded; says why.
+    BadName(String),
+    Store(StoreError),
+    Io(std::io::Error),
+}
+
+impl fmt::Display for StatdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatdError::BadName(m) => f.write_str(m),
+            StatdError::Store(e) => write!(f, "{e}"),
+            StatdError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StatdError {}
+
+impl From<StoreError> for StatdError {
+    fn from(e: StoreError) -> Self {
+        StatdError::Store(e)
+    }
+}
+
+/// mon_name comes from the network: any bytes statd passed as an argument. Refuse only
+/// what cannot be stored or sent back (NSM names are at most 1024 bytes).
+pub fn check_client_name(name: &str) -> Result<(), StatdError> {
+    if name.is_empty() {
+        return Err(StatdError::BadName("empty client name".into()));
+    }
+    if name.len() > nsm::SM_MAXSTRLEN {
+        return Err(StatdError::BadName(format!(
+            "client name of {} bytes is longer than NSM's {} (SM_MAXSTRLEN)",
+            name.len(),
+            nsm::SM_MAXSTRLEN
+        )));
+    }
+    if name.bytes().any(|b| b == b'\n' || b == 0) {
+        return Err(StatdError::BadName(format!(
+            "client name {name:?} contains a newline or NUL byte; it cannot be a store key"
+        )));
+    }
+    Ok(())
+}
+
+const MONITORED: &[u8] = b"v1 monitored=1";
+const UNMONITORED: &[u8] = b"v1 monitored=0";
+
+pub fn add_client(store: &dyn Store, ips: &[ServerIp], client: &str) -> Result<(), StatdError> {
+    check_client_name(client)?;
+    for ip in ips {
+        store.put(&statd_key(ip, client), MONITORED)?;
+    }
+    Ok(())
+}
+
+/// Marks the client unmonitored where it is recorded (see the module comment).
+pub fn del_client(store: &dyn Store, ips: &[ServerIp], client: &str) -> Result<(), StatdError> {
+    check_client_name(client)?;
+    for ip in ips {
+        let key = statd_key(ip, client);
+        if store.get(&key)?.is_some() {
+            store.put(&key, UNMONITORED)?;
+        }
+    }
+    Ok(())
+}
+
+/// The clients recorded for `ip`: (name, still monitored).
+pub fn clients_of(store: &dyn Store, ip: &IpAddr) -> Result<Vec<(String, bool)>, StatdError> {
+    let prefix = format!("{STATD_PREFIX}{ip}@");
+    let scan = store.scan(&prefix)?;
+    for s in &scan.skipped {
+        log::warn!("skipping statd entry {}: {}", s.location, s.reason);
+    }
+    Ok(scan
+        .entries
+        .into_iter()
+        .map(|(k, v)| (k[prefix.len()..].to_string(), v != UNMONITORED))
+        .collect())
+}
+
+/// Takes the next NSM state for `ip` (odd, above every state sent before) and stores it
+/// before anything is sent.
+pub fn next_state(store: &dyn Store, ip: &IpAddr) -> Result<u32, StatdError> {
+    let key = nsm_state_key(ip);
+    let previous = match store.get(&key)? {
+        None => 0,
+        Some(v) => String::from_utf8_lossy(&v)
+            .strip_prefix("v1 state=")
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or_else(|| {
+                // Unreadable: jump far enough that no earlier state can be above it.
+                log::error!("{key} unreadable; continuing from a high state");
+                u32::MAX / 2
+            }),
+    };
+    let state = nsm::next_state(previous);
+    store.put(&key, format!("v1 state={state}").as_bytes())?;
+    Ok(state)
+}
+
+fn resolve(client: &str) -> Option<IpAddr> {
+    if let Ok(ip) = client.trim_matches(|c| c == '[' || c == ']').parse() {
+        return Some(ip);
+    }
+    (client, 0u16)
+        .to_socket_addrs()
+        .ok()?
+        .map(|a| a.ip())
+        .next()
+}
+
+/// Notifies every NLM client recorded for `ip`, from `ip`, with `ip` and `nfs_hostname` as
+/// names; then drops the records of clients statd no longer monitors.
+pub fn notify_ip(
+    store: &dyn Store,
+    ip: IpAddr,
+    nfs_hostname: &str,
+    total: Duration,
+) -> Result<(Report, Vec<String>), StatdError> {
+    let clients = clients_of(store, &ip)?;
+    let mut unresolved = Vec::new();
+    let mut addrs = Vec::new();
+    for (name, _) in &clients {
+        match resolve(name) {
+            Some(a) if !addrs.contains(&a) => addrs.push(a),
+            Some(_) => {}
+            None => unresolved.push(name.clone()),
+        }
+    }
+    let state = next_state(store, &ip)?;
+    let mut names = vec![ip.to_string()];
+    if !nfs_hostname.is_empty() && nfs_hostname != names[0] {
+        names.push(nfs_hostname.to_string());
+    }
+    let plan = NotifyPlan {
+        source: ip,
+        names,
+        state,
+        pmap_port: 111,
+        first_retry: Duration::from_millis(500),
+        total,
+    };
+    let report = nsm::notify(&plan, &addrs).map_err(StatdError::Io)?;
+    for (name, monitored) in clients {
+        if !monitored {
+            let _ = store.delete(&format!("{STATD_PREFIX}{ip}@{name}"));
+        }
+    }
+    Ok((report, unresolved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[test]
+    fn names_from_the_network_are_kept_or_refused_clearly() {
+        let s = MemoryStore::default();
+        let ips = vec![
+            ServerIp::Ip("10.0.0.1".parse().unwrap()),
+            ServerIp::Ip("fd00::1".parse().unwrap()),
+        ];
+        for name in [
+            "host-a.example",
+            "10.1.2.3",
+            "fe80::1%eth0",
+            "a b;$(rm -rf /)",
+            &"x".repeat(1024),
+        ] {
+            add_client(&s, &ips, name).unwrap();
+            assert!(
+                s.get(&statd_key(&ips[1], name)).unwrap().is_some(),
+                "{name}"
+            );
+        }
+        for bad in ["", "two\nlines", &"x".repeat(1025)] {
+            let e = add_client(&s, &ips, bad).unwrap_err().to_string();
+            assert!(!e.is_empty());
+        }
+        assert_eq!(
+            clients_of(&s, &"10.0.0.1".parse().unwrap()).unwrap().len(),
+            5
+        );
+    }
+
+    #[test]
+    fn del_client_keeps_the_record_for_the_next_notification() {
+        let s = MemoryStore::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let ips = vec![ServerIp::Ip(ip)];
+        add_client(&s, &ips, "a").unwrap();
+        add_client(&s, &ips, "b").unwrap();
+        del_client(&s, &ips, "a").unwrap();
+        del_client(&s, &ips, "never-added").unwrap();
+        let mut c = clients_of(&s, &ip).unwrap();
+        c.sort();
+        assert_eq!(c, vec![("a".to_string(), false), ("b".to_string(), true)]);
+    }
+
+    #[test]
+    fn states_are_odd_increasing_and_stored_first() {
+        let s = MemoryStore::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(next_state(&s, &ip).unwrap(), 1);
+        assert_eq!(next_state(&s, &ip).unwrap(), 3);
+        s.put(&nsm_state_key(&ip), b"v1 state=10").unwrap();
+        assert_eq!(next_state(&s, &ip).unwrap(), 11);
+        s.put(&nsm_state_key(&ip), b"garbage").unwrap();
+        assert!(next_state(&s, &ip).unwrap() > 11);
+    }
+
+    #[test]
+    fn notify_sends_from_the_ip_and_drops_unmonitored_records() {
+        // No client listens on 127.0.0.2: the report says so, within the bound.
+        let s = MemoryStore::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let ips = vec![ServerIp::Ip(ip)];
+        add_client(&s, &ips, "127.0.0.2").unwrap();
+        // Literal addresses only: a host name would send a DNS query off this machine.
+        add_client(&s, &ips, "127.0.0.3").unwrap();
+        del_client(&s, &ips, "127.0.0.3").unwrap();
+        let (report, unresolved) =
+            notify_ip(&s, ip, "nfs.example", Duration::from_millis(300)).unwrap();
+        let mut silent = report.unanswered();
+        silent.sort();
+        assert_eq!(
+            silent,
+            vec![
+                "127.0.0.2".parse::<IpAddr>().unwrap(),
+                "127.0.0.3".parse().unwrap()
+            ]
+        );
+        assert!(unresolved.is_empty());
+        assert_eq!(
+            clients_of(&s, &ip).unwrap(),
+            vec![("127.0.0.2".to_string(), true)]
+        );
+    }
+}

@@ -154,6 +154,27 @@ fn takeover_scenario(kill: bool) {
         (2, 1, 3),
         "records by server IP: {keys:?}"
     );
+    // The operator's one-screen view agrees: holders and v4 client counts per public IP.
+    let status = std::process::Command::new(common::target_dir().join("ganesha-ctdb"))
+        .args(["--store", "ctdb", "status", "-X"])
+        .env("CTDB_SOCKET", c.nodes[survivor].socket())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        text.contains("|PublicIP|Holder|V4Clients|NLMClients|"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("|{x}|{a_pnn}|2|0|")), "{text}");
+    assert!(
+        text.contains(&format!("|{y}|")) && text.contains("|1|0|"),
+        "{text}"
+    );
 
     let b_pnn = if kill {
         c.kill_node(a);

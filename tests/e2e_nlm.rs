@@ -148,7 +148,7 @@ fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
     let mut granted = first == NlmStat::Granted;
     while !granted {
         assert!(
-            started.elapsed() < Duration::from_secs(u64::from(grace) + 30),
+            started.elapsed() < Duration::from_secs(grace + 30),
             "grace never ended:\n{}",
             log()
         );

@@ -29,6 +29,12 @@ pub fn store_on(c: &Cluster, i: usize, db: &str) -> CtdbStore {
 /// (tests/fixtures/ctdb-stock-ganesha.script); otherwise ganesha-ctdb with Store = ctdb and
 /// its event script.
 pub fn ganesha_cluster(grace_period: u32, stock: bool) -> Cluster {
+    ganesha_cluster_with(grace_period, stock, false)
+}
+
+/// As ganesha_cluster; `nlm`: NFSv3 + NLM too, each node with rpcbind and rpc.statd whose
+/// ha-callout is ganesha-conf/statd-callout.
+pub fn ganesha_cluster_with(grace_period: u32, stock: bool, nlm: bool) -> Cluster {
     let target = target_dir();
     assert!(
         target.join("libganesha_ctdb_recov.so").exists() && target.join("ganesha-ctdb").exists(),
@@ -51,6 +57,9 @@ pub fn ganesha_cluster(grace_period: u32, stock: bool) -> Cluster {
     } else {
         spec.ganesha_ctdb_bin = Some(target.join("ganesha-ctdb"));
         spec.event_script = Some(repo.join("ganesha-conf/events/60.ganesha-ctdb.script"));
+    }
+    if nlm {
+        g.nlm_callout = Some(repo.join("ganesha-conf/statd-callout"));
     }
     spec.ganesha = Some(g);
     let c = Cluster::up(spec).expect("cluster up");

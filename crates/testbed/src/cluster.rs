@@ -27,6 +27,9 @@ pub struct GaneshaSpec {
     /// NFSV4 RecoveryBackend: "rados_cluster" loads our library; "fs" is Ganesha's stock
     /// backend (the anchor), with RecoveryRoot in the node's directory.
     pub recovery_backend: String,
+    /// NFSv3 + NLM as well: each node's Ganesha runs with its own rpcbind and rpc.statd
+    /// (in a private /run), statd calling this ha-callout.
+    pub nlm_callout: Option<PathBuf>,
 }
 
 impl GaneshaSpec {
@@ -37,6 +40,7 @@ impl GaneshaSpec {
             grace_period,
             lease_lifetime: 10,
             recovery_backend: "rados_cluster".into(),
+            nlm_callout: None,
         }
     }
 }
@@ -215,8 +219,25 @@ impl Cluster {
         }
         c.wait_healthy(Duration::from_secs(90))?;
         if c.spec.ganesha.is_some() {
+            // All at once, as a cluster starts: a starting Ganesha waits (grace_enforcing)
+            // until the other nodes enforce the grace it needs.
             for i in 0..c.nodes.len() {
-                c.start_ganesha(i)?;
+                c.spawn_ganesha(i)?;
+            }
+            for i in 0..c.nodes.len() {
+                c.wait_ganesha(i)?;
+            }
+            // Nodes starting together hold each other in grace for a reaper tick or two
+            // (NLM: for Grace_Period); tests start from a cluster that grants.
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while (0..c.nodes.len()).any(|i| c.ganesha_in_grace(i)) {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "Ganesha still in grace 90 s after start:\n{}",
+                        c.logs()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(250));
             }
         }
         Ok(c)
@@ -488,8 +509,8 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         ))
     }
 
-    /// Starts node `i`'s D-Bus (once) and ganesha.nfsd; returns once 2049 accepts.
-    pub fn start_ganesha(&mut self, i: usize) -> Result<()> {
+    /// Starts node `i`'s D-Bus (once) and ganesha.nfsd without waiting for it.
+    pub fn spawn_ganesha(&mut self, i: usize) -> Result<()> {
         let g = self
             .spec
             .ganesha
@@ -538,6 +559,20 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         let b = n.base.display().to_string();
         let block = g.recovery_block.replace("$NODE", &b);
         mkdir(&n.base.join("recov"))?;
+        let (core, protocols, transports) = if g.nlm_callout.is_some() {
+            (
+                "NFS_CORE_PARAM { Protocols = 3, 4; Enable_NLM = true; Enable_RQUOTA = false; Enable_UDP = true; \
+                 MNT_Port = 20048; NLM_Port = 32803; NSM_Use_Caller_Name = true; }",
+                "3, 4",
+                "TCP, UDP",
+            )
+        } else {
+            (
+                "NFS_CORE_PARAM { Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }",
+                "4",
+                "TCP",
+            )
+        };
         let backend = match g.recovery_backend.as_str() {
             "fs" => format!("RecoveryBackend = fs; RecoveryRoot = {b}/recov;"),
             other => format!("RecoveryBackend = {other};"),
@@ -545,42 +580,73 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         write(
             &n.base.join("ganesha.conf"),
             &format!(
-                "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
+                "{core}\n\
                  NFS_KRB5 {{ Active_krb5 = false; CCacheDir = {b}/run/ccache; }}\n\
                  NFSV4 {{ {backend} Minor_Versions = 0, 1, 2; Lease_Lifetime = {}; Grace_Period = {}; }}\n\
                  {block}\n\
                  EXPORT {{ Export_Id = 1; Path = {}; Pseudo = /export; Access_Type = RW; Squash = No_Root_Squash;\n\
-                          SecType = sys; Protocols = 4; Transports = TCP; FSAL {{ Name = VFS; }} }}\n\
+                          SecType = sys; Protocols = {protocols}; Transports = {transports}; FSAL {{ Name = VFS; }} }}\n\
                  LOG {{ Default_Log_Level = EVENT; Components {{ CLIENTID = DEBUG; }} }}\n",
                 g.lease_lifetime,
                 g.grace_period,
                 export.display()
             ),
         )?;
+        let ganesha_args = format!(
+            "/usr/bin/ganesha.nfsd -F -N NIV_EVENT -L {b}/ganesha.log -f {b}/ganesha.conf -p {b}/run/ganesha.pid"
+        );
         let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            &n.ns,
-            "/usr/bin/ganesha.nfsd",
-            "-F",
-            "-N",
-            "NIV_EVENT",
-        ])
-        .arg("-L")
-        .arg(n.base.join("ganesha.log"))
-        .arg("-f")
-        .arg(n.base.join("ganesha.conf"))
-        .arg("-p")
-        .arg(n.base.join("run/ganesha.pid"))
-        .env_clear()
-        .envs(env)
-        .env("LD_LIBRARY_PATH", &lib)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        let mut child = cmd.spawn().map_err(|e| format!("ganesha.nfsd: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        match &g.nlm_callout {
+            None => {
+                cmd.args(["netns", "exec", &n.ns, "sh", "-c"])
+                    .arg(format!("exec {ganesha_args}"));
+            }
+            Some(callout) => {
+                // rpcbind and statd need /run of their own: a private mount namespace.
+                mkdir(&n.base.join("statd/sm"))?;
+                mkdir(&n.base.join("statd/sm.bak"))?;
+                cmd.args([
+                    "netns",
+                    "exec",
+                    &n.ns,
+                    "unshare",
+                    "-m",
+                    "--propagation",
+                    "private",
+                ])
+                .args(["sh", "-c"])
+                .arg(format!(
+                    "mount -t tmpfs tmpfs /run; mkdir -p /run/ganesha; rpcbind -f -w & sleep 0.5; \
+                         rpc.statd -F -d -L -P {b}/statd -H {} 2>{b}/statd.log & sleep 0.5; \
+                         exec {ganesha_args}",
+                    callout.display()
+                ));
+            }
+        }
+        cmd.env_clear()
+            .envs(env)
+            .env("LD_LIBRARY_PATH", &lib)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|e| format!("ganesha.nfsd: {e}"))?;
+        n.ganesha = Some(child);
+        Ok(())
+    }
+
+    /// Starts node `i`'s D-Bus (once) and ganesha.nfsd; returns once 2049 accepts.
+    pub fn start_ganesha(&mut self, i: usize) -> Result<()> {
+        self.spawn_ganesha(i)?;
+        self.wait_ganesha(i)
+    }
+
+    /// Waits until node `i`'s ganesha.nfsd accepts connections on 2049.
+    pub fn wait_ganesha(&mut self, i: usize) -> Result<()> {
+        let n = &mut self.nodes[i];
+        let Some(mut child) = n.ganesha.take() else {
+            return Err(format!("ganesha.nfsd on {} was not started", n.name));
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if connect_in(
                 &n.ns,
@@ -599,7 +665,8 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
                 ));
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
+                procs::kill_tree(child.id() as i32, Duration::from_secs(10));
+                let _ = child.wait();
                 return Err(format!(
                     "ganesha.nfsd on {} did not listen:\n{}",
                     n.name,
@@ -610,6 +677,24 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         }
         n.ganesha = Some(child);
         Ok(())
+    }
+
+    /// Whether node `i`'s ganesha.log last said it entered grace.
+    pub fn ganesha_in_grace(&self, i: usize) -> bool {
+        self.nodes[i]
+            .ganesha_log()
+            .lines()
+            .rev()
+            .find_map(|l| {
+                if l.contains("Now IN GRACE") {
+                    Some(true)
+                } else if l.contains("Now NOT IN GRACE") {
+                    Some(false)
+                } else {
+                    None
+                }
+            })
+            .unwrap_or(true)
     }
 
     /// SIGKILLs node `i`'s ganesha.nfsd and ctdbd (and their descendants): a node crash.
@@ -712,6 +797,15 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
             }
         }
         for ns in self.namespaces.drain(..).rev() {
+            // Anything still running in the namespace (a daemon that detached from the
+            // tree we started) is killed by the pids the namespace lists.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        procs::kill_tree(pid, Duration::from_secs(5));
+                    }
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
         if self.spec.keep {

@@ -1,0 +1,181 @@
+//! NFSv3/NLM failover on the real 3-node cluster (design §6): every node runs Ganesha with
+//! NLM, its own rpcbind and rpc.statd, statd's ha-callout being ganesha-ctdb's. An NLM client
+//! (with a real rpc.statd of its own in the client namespace) locks a file through public IP
+//! X; the node holding X is killed; CTDB moves X; the client's statd receives SM_NOTIFY naming
+//! X; the client reclaims its lock through X on the new node and gets it, while another
+//! client's conflicting lock through another node is refused during grace.
+
+mod common;
+
+use common::{ganesha_cluster_with, store_on};
+use ganesha_ctdb_recov::store::Store;
+use nlm_client::{Lock, NlmClient, NlmStat};
+use serial_test::serial;
+use std::net::Ipv4Addr;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+use testbed::Cluster;
+
+struct ClientStatd {
+    child: Option<Child>,
+    log: std::path::PathBuf,
+}
+
+impl Drop for ClientStatd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            testbed::procs::kill_tree(c.id() as i32, Duration::from_secs(5));
+            let _ = c.wait();
+        }
+    }
+}
+
+fn client_statd(c: &Cluster) -> ClientStatd {
+    let dir = c.dir.join("client-statd");
+    for d in ["sm", "sm.bak"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let log = c.dir.join("client-statd.log");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &c.bridge_ns, "unshare", "-m", "--propagation", "private"])
+        .args(["sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs tmpfs /run; rpcbind -f -w & sleep 0.5; exec rpc.statd -F -d -L -P {} 2>{}",
+            dir.display(),
+            log.display()
+        ))
+        .spawn()
+        .unwrap();
+    ClientStatd {
+        child: Some(child),
+        log,
+    }
+}
+
+fn nlm(c: &Cluster, ip: Ipv4Addr, caller: &str) -> NlmClient {
+    let ns = c.bridge_ns.clone();
+    NlmClient::new(ip.into(), caller, move |addr| {
+        nfs4_client::netns::connect(Some(&ns), addr, Duration::from_secs(10))
+    })
+}
+
+#[test]
+#[serial]
+fn an_nlm_client_is_notified_from_the_moved_ip_and_reclaims_its_lock_there() {
+    let grace = 20;
+    let mut c = ganesha_cluster_with(grace, false, true);
+    let statd = client_statd(&c);
+    let x = c.public_ips[0];
+    let holders = c.ip_holders(0).unwrap();
+    let a_pnn = holders[&x].unwrap();
+    let a = c.node_by_pnn(a_pnn).unwrap();
+    let (y, b_pnn) = c
+        .public_ips
+        .iter()
+        .find_map(|ip| holders[ip].filter(|h| *h != a_pnn).map(|h| (*ip, h)))
+        .unwrap();
+    let b = c.node_by_pnn(b_pnn).unwrap();
+    let export = c.dir.join("export").display().to_string();
+
+    // Client 1 (the bridge's own address, 10.77.1.254) locks through X once start-up grace is over.
+    let one = nlm(&c, x, "10.77.1.254");
+    let started = Instant::now();
+    let root = loop {
+        match one.mount(&export) {
+            Ok(fh) => break fh,
+            Err(e) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "MNT through {x}: {e}\n{}",
+                    c.logs()
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    let fh = one.lookup(&root, "f40.txt").unwrap();
+    let mine = Lock {
+        fh,
+        owner: b"client1-owner".to_vec(),
+        svid: 101,
+        offset: 0,
+        len: 100,
+    };
+    loop {
+        match one.lock(&mine, false, 1).unwrap() {
+            NlmStat::Granted => break,
+            NlmStat::DeniedGracePeriod
+                if started.elapsed() < Duration::from_secs(u64::from(grace) + 40) =>
+            {
+                std::thread::sleep(Duration::from_secs(1))
+            }
+            other => panic!("client 1's lock through {x}: {other:?}\n{}", c.logs()),
+        }
+    }
+    // The callout on A recorded client 1 against the IPs A holds.
+    let survivor = b;
+    let key = format!("statd-state@{x}@10.77.1.254");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store_on(&c, survivor, "ganesha_recovery.tdb")
+        .get(&key)
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{key} not recorded by the statd callout:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    c.kill_node(a);
+    let t_pnn = c
+        .wait_ip_moved(x, a_pnn, survivor, Duration::from_secs(40))
+        .unwrap();
+    let t = c.node_by_pnn(t_pnn).unwrap();
+
+    // The client's statd hears from X.
+    let want = format!("Received SM_NOTIFY from {x}");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !std::fs::read_to_string(&statd.log)
+        .unwrap_or_default()
+        .contains(&want)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "client statd never got {want:?}:\n{}\n{}",
+            std::fs::read_to_string(&statd.log).unwrap_or_default(),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // Another client's conflicting lock through Y is refused during the cluster grace.
+    let two = nlm(&c, y, "10.77.1.253");
+    let root_y = two.mount(&export).unwrap();
+    let theirs = Lock {
+        fh: two.lookup(&root_y, "f40.txt").unwrap(),
+        owner: b"client2-owner".to_vec(),
+        svid: 202,
+        offset: 0,
+        len: 100,
+    };
+    assert_eq!(
+        two.lock(&theirs, false, 1).unwrap(),
+        NlmStat::DeniedGracePeriod
+    );
+
+    // Client 1 reclaims through X on the new node.
+    assert_eq!(
+        one.lock(&mine, true, 3).unwrap(),
+        NlmStat::Granted,
+        "reclaim through {x} on node {t}:\n{}",
+        c.logs()
+    );
+    assert_eq!(
+        two.lock(&theirs, false, 1).unwrap(),
+        NlmStat::DeniedGracePeriod
+    );
+    eprintln!("NLM client notified from {x} and reclaimed on node {t_pnn}");
+}

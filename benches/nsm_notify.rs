@@ -1,0 +1,237 @@
+//! Time to notify 1,000 and 10,000 NLM clients after a takeover, side by side with CTDB
+//! 4.17's statd-callout notify path (its smnotify helper, four invocations per client: two
+//! names x two states) in the same run. Simulated client hosts are addresses on lo in a
+//! network namespace; one responder stands in for all their rpcbinds and statds (GETPORT
+//! answers port 111, SM_NOTIFY is acknowledged), replying from the address each request was
+//! sent to. Needs root.
+//!
+//!     cargo bench --bench nsm_notify [-- --smnotify-max N]
+//!
+//! Known gap: in this harness the responder has counted no SM_NOTIFY from smnotify (its
+//! rpcbind query is answered, the cause is not found yet), so the smnotify column measures
+//! the cost of its process-per-notification path, not delivered notifications. nfs-utils'
+//! sm-notify is not in this run yet (it reads statd's monitor files, which this harness does
+//! not write). Under `cargo test` it only says how to run it.
+
+use ganesha_ctdb_recov::nsm::{self, NotifyPlan, Outcome, PMAP_PROG, SM_NOTIFY, SM_PROG};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::socket::{
+    bind, recvmsg, sendmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessage,
+    ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrIn,
+};
+use oncrpc::{XdrReader, XdrWriter};
+use std::io::{IoSlice, IoSliceMut, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SOURCE: Ipv4Addr = Ipv4Addr::new(10, 99, 255, 254);
+
+fn client_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 100, (i / 250) as u8, (i % 250 + 1) as u8)
+}
+
+fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns");
+    setns(&f, CloneFlags::CLONE_NEWNET).expect("setns");
+}
+
+/// One UDP socket on 0.0.0.0:111 answering as every simulated client.
+fn responder(ns: String, notifies: Arc<AtomicUsize>) {
+    std::thread::spawn(move || {
+        enter(&ns);
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Datagram,
+            SockFlag::empty(),
+            None,
+        )
+        .expect("socket");
+        setsockopt(&fd, sockopt::Ipv4PacketInfo, &true).expect("IP_PKTINFO");
+        setsockopt(&fd, sockopt::RcvBuf, &(8 << 20)).ok();
+        bind(fd.as_raw_fd(), &SockaddrIn::new(0, 0, 0, 0, 111)).expect("bind 111");
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let mut cmsg = nix::cmsg_space!(libc::in_pktinfo);
+            let (n, from, dst) = {
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let Ok(msg) = recvmsg::<SockaddrIn>(
+                    fd.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::empty(),
+                ) else {
+                    continue;
+                };
+                let dst = msg.cmsgs().ok().and_then(|mut c| {
+                    c.find_map(|m| match m {
+                        ControlMessageOwned::Ipv4PacketInfo(i) => Some(i.ipi_addr),
+                        _ => None,
+                    })
+                });
+                (msg.bytes, msg.address, dst)
+            };
+            let (Some(from), Some(dst)) = (from, dst) else {
+                continue;
+            };
+            let mut r = XdrReader::new(&buf[..n]);
+            let Ok(xid) = r.u32("xid") else { continue };
+            let w: Vec<u32> = (0..5).filter_map(|_| r.u32("w").ok()).collect();
+            if w.len() < 5 || w[0] != 0 {
+                continue;
+            }
+            let (prog, proc_) = (w[2], w[4]);
+            let mut out = XdrWriter::new();
+            out.u32(xid).u32(1).u32(0).u32(0).opaque(&[]).u32(0);
+            if prog == PMAP_PROG && w[3] >= 3 {
+                // rpcbind v3/v4 GETADDR (libtirpc's pmap_getport asks this way): a
+                // universal address, this client's own with port 111.
+                let ip = Ipv4Addr::from(u32::from_be(dst.s_addr));
+                out.string(&format!("{ip}.0.111"));
+            } else if prog == PMAP_PROG {
+                out.u32(111);
+            } else if prog == SM_PROG && proc_ == SM_NOTIFY {
+                notifies.fetch_add(1, Ordering::Relaxed);
+            }
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: dst,
+                ipi_addr: dst,
+            };
+            let _ = sendmsg(
+                fd.as_raw_fd(),
+                &[IoSlice::new(out.as_bytes())],
+                &[ControlMessage::Ipv4PacketInfo(&info)],
+                MsgFlags::empty(),
+                Some(&from),
+            );
+        }
+    });
+}
+
+fn ours(ns: &str, n: usize, notifies: &AtomicUsize) -> (Duration, usize, usize) {
+    let before = notifies.load(Ordering::Relaxed);
+    let ns = ns.to_string();
+    let report = std::thread::spawn(move || {
+        enter(&ns);
+        let clients: Vec<IpAddr> = (0..n).map(|i| client_addr(i).into()).collect();
+        nsm::notify(
+            &NotifyPlan {
+                source: SOURCE.into(),
+                names: vec![SOURCE.to_string(), "nfs.bench".into()],
+                state: 1,
+                pmap_port: 111,
+                first_retry: Duration::from_millis(500),
+                total: Duration::from_secs(120),
+            },
+            &clients,
+        )
+        .expect("notify")
+    })
+    .join()
+    .expect("sender thread");
+    let silent = report
+        .outcomes
+        .iter()
+        .filter(|(_, o)| *o != Outcome::Notified)
+        .count();
+    (
+        report.elapsed,
+        silent,
+        notifies.load(Ordering::Relaxed) - before,
+    )
+}
+
+fn smnotify(ns: &str, n: usize, notifies: &AtomicUsize) -> (Duration, usize) {
+    let before = notifies.load(Ordering::Relaxed);
+    let script = "while read c; do for s in 2 3; do for name in 10.99.255.254 nfs.bench; do \
+                  /usr/libexec/ctdb/smnotify --client=$c --ip=10.99.255.254 --server=$name --stateval=$s; \
+                  done; done; done";
+    let t = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smnotify loop");
+    if let Some(mut stdin) = child.stdin.take() {
+        for i in 0..n {
+            let _ = writeln!(stdin, "{}", client_addr(i));
+        }
+    }
+    let _ = child.wait();
+    // smnotify does not wait for answers: give the last datagrams a moment to land.
+    std::thread::sleep(Duration::from_millis(200));
+    (t.elapsed(), notifies.load(Ordering::Relaxed) - before)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        println!("nsm_notify: run with `cargo bench --bench nsm_notify` (root; builds a namespace with 10,000 addresses)");
+        return;
+    }
+    let smnotify_max: usize = args
+        .iter()
+        .position(|a| a == "--smnotify-max")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let ns = format!("gctdb-nsmb{}", std::process::id());
+    let ok = |c: &mut Command| assert!(c.status().expect("ip").success(), "{c:?}");
+    ok(Command::new("ip").args(["netns", "add", &ns]));
+    let cleanup = || {
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    };
+    ok(Command::new("ip").args(["-n", &ns, "link", "set", "lo", "up"]));
+    let mut batch = format!("address add {SOURCE}/32 dev lo\n");
+    for i in 0..10_000 {
+        batch.push_str(&format!("address add {}/32 dev lo\n", client_addr(i)));
+    }
+    let mut ipb = Command::new("ip")
+        .args(["-n", &ns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("ip -batch");
+    ipb.stdin
+        .take()
+        .expect("stdin")
+        .write_all(batch.as_bytes())
+        .expect("batch");
+    assert!(ipb.wait().expect("ip -batch").success());
+    let notifies = Arc::new(AtomicUsize::new(0));
+    responder(ns.clone(), notifies.clone());
+    std::thread::sleep(Duration::from_millis(300));
+
+    println!(
+        "{:<46} {:>7} {:>10} {:>12} {:>10}",
+        "", "clients", "time", "SM_NOTIFYs", "no answer"
+    );
+    for n in [1_000, 10_000] {
+        let (t, silent, got) = ours(&ns, n, &notifies);
+        println!(
+            "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",
+            "ganesha-ctdb notify (one socket, in flight)",
+            n,
+            t.as_secs_f64(),
+            got,
+            silent
+        );
+        if n <= smnotify_max {
+            let (t, got) = smnotify(&ns, n, &notifies);
+            println!(
+                "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",
+                "CTDB 4.17 statd-callout (smnotify x4/client)",
+                n,
+                t.as_secs_f64(),
+                got,
+                "-"
+            );
+        }
+    }
+    cleanup();
+}

@@ -7,9 +7,10 @@
 //!
 //!     cargo bench --bench nsm_notify [-- --smnotify-max N]
 //!
-//! Known gap: in this harness the responder has counted no SM_NOTIFY from smnotify (its
-//! rpcbind query is answered, the cause is not found yet), so the smnotify column measures
-//! the cost of its process-per-notification path, not delivered notifications. nfs-utils'
+//! The responder counts no SM_NOTIFY from Debian 12's smnotify: under strace it sends the
+//! portmapper GETPORT, gets the answer, fails to re-bind its already bound socket (EINVAL)
+//! and exits 0 without sending SM_NOTIFY (it sets a zero call timeout, and libtirpc returns
+//! before sending). Its column is the cost of that path, with nothing delivered. nfs-utils'
 //! sm-notify is not in this run yet (it reads statd's monitor files, which this harness does
 //! not write). Under `cargo test` it only says how to run it.
 

@@ -11,8 +11,8 @@
 //! portmapper GETPORT, gets the answer, fails to re-bind its already bound socket (EINVAL)
 //! and exits 0 without sending SM_NOTIFY (it sets a zero call timeout, and libtirpc returns
 //! before sending). Its column is the cost of that path, with nothing delivered. nfs-utils'
-//! sm-notify is not in this run yet (it reads statd's monitor files, which this harness does
-//! not write). Under `cargo test` it only says how to run it.
+//! sm-notify gets one monitor record per client, in the format rpc.statd writes, and
+//! notifies once per client (one name). Under `cargo test` it only says how to run it.
 
 use ganesha_ctdb_recov::nsm::{self, NotifyPlan, Outcome, PMAP_PROG, SM_NOTIFY, SM_PROG};
 use nix::sched::{setns, CloneFlags};
@@ -170,6 +170,46 @@ fn smnotify(ns: &str, n: usize, notifies: &AtomicUsize) -> (Duration, usize) {
     (t.elapsed(), notifies.load(Ordering::Relaxed) - before)
 }
 
+/// nfs-utils' sm-notify, as statd's boot-time notifier: one monitor record per client in
+/// <dir>/sm (the format statd writes), then `sm-notify -d -f -P <dir> -v localhost`.
+fn sm_notify(ns: &str, n: usize, notifies: &AtomicUsize) -> (Duration, usize) {
+    let dir = std::env::temp_dir().join(format!("gctdb-smnotify-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sm")).expect("sm dir");
+    std::fs::create_dir_all(dir.join("sm.bak")).expect("sm.bak dir");
+    for i in 0..n {
+        let c = client_addr(i);
+        // addr prog vers proc (hex), 16-byte private cookie (hex), mon_name, my_name.
+        let line = format!(
+            "{:08x} {:08x} {:08x} {:08x} {} {} bench\n",
+            u32::from_ne_bytes(c.octets()),
+            100021,
+            4,
+            16,
+            "0".repeat(32),
+            c
+        );
+        std::fs::write(dir.join("sm").join(c.to_string()), line).expect("monitor record");
+    }
+    let before = notifies.load(Ordering::Relaxed);
+    let t = Instant::now();
+    let status = Command::new("ip")
+        .args(["netns", "exec", ns, "sm-notify", "-d", "-f", "-P"])
+        .arg(&dir)
+        // -v wants a name it can resolve (and the namespace has no DNS): localhost, so
+        // sm-notify sends from 127.0.0.1, not from the moved IP.
+        .args(["-v", "localhost"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let elapsed = t.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        eprintln!("sm-notify failed: {status:?}");
+    }
+    (elapsed, notifies.load(Ordering::Relaxed) - before)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") {
@@ -221,6 +261,15 @@ fn main() {
             t.as_secs_f64(),
             got,
             silent
+        );
+        let (t, got) = sm_notify(&ns, n, &notifies);
+        println!(
+            "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",
+            "nfs-utils sm-notify (one name per client)",
+            n,
+            t.as_secs_f64(),
+            got,
+            "-"
         );
         if n <= smnotify_max {
             let (t, got) = smnotify(&ns, n, &notifies);

@@ -403,12 +403,29 @@ impl Backend {
         let spawned = std::thread::Builder::new()
             .name("gctdb-nsm".into())
             .spawn(move || {
-                match crate::statd::notify_ip(
-                    store.as_ref(),
-                    ip,
-                    &host,
-                    std::time::Duration::from_secs(30),
-                ) {
+                // Right after a takeover ctdbd may still be recovering and answer slowly:
+                // reading the records is retried for about a minute before giving up.
+                let mut delay = std::time::Duration::from_millis(500);
+                let result = loop {
+                    match crate::statd::notify_ip(
+                        store.as_ref(),
+                        ip,
+                        &host,
+                        std::time::Duration::from_secs(30),
+                    ) {
+                        Err(crate::statd::StatdError::Store(e))
+                            if delay <= std::time::Duration::from_secs(16) =>
+                        {
+                            log::warn!(
+                                "NSM: reading {ip}'s NLM clients: {e}; retrying in {delay:?}"
+                            );
+                            std::thread::sleep(delay);
+                            delay *= 2;
+                        }
+                        other => break other,
+                    }
+                };
+                match result {
                     Ok((report, unresolved))
                         if report.outcomes.is_empty() && unresolved.is_empty() =>
                     {

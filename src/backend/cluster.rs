@@ -39,14 +39,6 @@ const MEMBERSHIP_HOLD_LIMIT: Duration = Duration::from_secs(60);
 /// Grace records and live nodes as read at one moment.
 pub(crate) type Snapshot = (BTreeMap<String, GraceRecord>, BTreeSet<String>);
 
-/// One node's grace state as the operator tool shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GraceStatus {
-    pub node: String,
-    pub live: bool,
-    pub record: GraceRecord,
-}
-
 impl Backend {
     /// Every node's grace record and who is live (CTDB membership; without CTDB every node
     /// that has a record, so that a dead node's need holds until the operator lifts it).
@@ -477,19 +469,6 @@ impl Backend {
         st.held_since = None;
         st.grace.cluster.need_grace = st.grace.recovering;
         self.write_grace(&st);
-    }
-
-    /// Every node's grace state, for the operator tool.
-    pub fn grace_status(&self) -> Vec<GraceStatus> {
-        let (records, live) = self.grace_records();
-        records
-            .into_iter()
-            .map(|(node, record)| GraceStatus {
-                live: live.contains(&node),
-                node,
-                record,
-            })
-            .collect()
     }
 
     pub fn is_cluster(&self) -> bool {

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 mod cluster;
-pub use cluster::GraceStatus;
 
 /// A client as Ganesha's nfs_client_id_t describes it, already validated.
 #[derive(Clone, Debug)]

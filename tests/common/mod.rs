@@ -112,18 +112,5 @@ pub fn wait_log(c: &Cluster, node: usize, needle: &str, limit: Duration) {
 
 /// The last line of node `i`'s ganesha.log saying whether it is in grace.
 pub fn in_grace(c: &Cluster, i: usize) -> bool {
-    c.nodes[i]
-        .ganesha_log()
-        .lines()
-        .rev()
-        .find_map(|l| {
-            if l.contains("Now IN GRACE") {
-                Some(true)
-            } else if l.contains("Now NOT IN GRACE") {
-                Some(false)
-            } else {
-                None
-            }
-        })
-        .unwrap_or(false)
+    c.ganesha_grace_state(i).unwrap_or(false)
 }

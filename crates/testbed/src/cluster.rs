@@ -230,7 +230,7 @@ impl Cluster {
             // Nodes starting together hold each other in grace for a reaper tick or two
             // (NLM: for Grace_Period); tests start from a cluster that grants.
             let deadline = Instant::now() + Duration::from_secs(90);
-            while (0..c.nodes.len()).any(|i| c.ganesha_in_grace(i)) {
+            while (0..c.nodes.len()).any(|i| c.ganesha_grace_state(i).unwrap_or(true)) {
                 if Instant::now() > deadline {
                     return Err(format!(
                         "Ganesha still in grace 90 s after start:\n{}",
@@ -679,22 +679,18 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         Ok(())
     }
 
-    /// Whether node `i`'s ganesha.log last said it entered grace.
-    pub fn ganesha_in_grace(&self, i: usize) -> bool {
-        self.nodes[i]
-            .ganesha_log()
-            .lines()
-            .rev()
-            .find_map(|l| {
-                if l.contains("Now IN GRACE") {
-                    Some(true)
-                } else if l.contains("Now NOT IN GRACE") {
-                    Some(false)
-                } else {
-                    None
-                }
-            })
-            .unwrap_or(true)
+    /// What node `i`'s ganesha.log last said: Some(true) in grace, Some(false) out of
+    /// grace, None when it has said neither yet.
+    pub fn ganesha_grace_state(&self, i: usize) -> Option<bool> {
+        self.nodes[i].ganesha_log().lines().rev().find_map(|l| {
+            if l.contains("Now IN GRACE") {
+                Some(true)
+            } else if l.contains("Now NOT IN GRACE") {
+                Some(false)
+            } else {
+                None
+            }
+        })
     }
 
     /// SIGKILLs node `i`'s ganesha.nfsd and ctdbd (and their descendants): a node crash.

@@ -5,7 +5,8 @@
 //! answers port 111, SM_NOTIFY is acknowledged), replying from the address each request was
 //! sent to. Needs root.
 //!
-//!     cargo bench --bench nsm_notify [-- --smnotify-max N]
+//!     cargo bench --bench nsm_notify [-- --smnotify-max N] [--only ours|sm-notify|smnotify]
+//!         [--sizes 1000,10000] [--in-flight N]
 //!
 //! The responder counts no SM_NOTIFY from Debian 12's smnotify: under strace it sends the
 //! portmapper GETPORT, gets the answer, fails to re-bind its already bound socket (EINVAL)
@@ -113,7 +114,7 @@ fn responder(ns: String, notifies: Arc<AtomicUsize>) {
     });
 }
 
-fn ours(ns: &str, n: usize, notifies: &AtomicUsize) -> (Duration, usize, usize) {
+fn ours(ns: &str, n: usize, in_flight: usize, notifies: &AtomicUsize) -> (Duration, usize, usize) {
     let before = notifies.load(Ordering::Relaxed);
     let ns = ns.to_string();
     let report = std::thread::spawn(move || {
@@ -126,6 +127,7 @@ fn ours(ns: &str, n: usize, notifies: &AtomicUsize) -> (Duration, usize, usize) 
                 state: 1,
                 pmap_port: 111,
                 first_retry: Duration::from_millis(500),
+                in_flight,
                 total: Duration::from_secs(120),
             },
             &clients,
@@ -222,6 +224,20 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let only = value("--only");
+    let run = |tool: &str| only.as_deref().map_or(true, |o| o == tool);
+    let sizes: Vec<usize> = value("--sizes")
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 10_000]);
+    let in_flight: usize = value("--in-flight")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(nsm::DEFAULT_IN_FLIGHT);
     let ns = format!("gctdb-nsmb{}", std::process::id());
     let ok = |c: &mut Command| assert!(c.status().expect("ip").success(), "{c:?}");
     ok(Command::new("ip").args(["netns", "add", &ns]));
@@ -252,26 +268,30 @@ fn main() {
         "{:<46} {:>7} {:>10} {:>12} {:>10}",
         "", "clients", "time", "SM_NOTIFYs", "no answer"
     );
-    for n in [1_000, 10_000] {
-        let (t, silent, got) = ours(&ns, n, &notifies);
-        println!(
-            "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",
-            "ganesha-ctdb notify (one socket, in flight)",
-            n,
-            t.as_secs_f64(),
-            got,
-            silent
-        );
-        let (t, got) = sm_notify(&ns, n, &notifies);
-        println!(
-            "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",
-            "nfs-utils sm-notify (one name per client)",
-            n,
-            t.as_secs_f64(),
-            got,
-            "-"
-        );
-        if n <= smnotify_max {
+    for n in sizes.into_iter().filter(|&n| n <= 10_000) {
+        if run("ours") {
+            let (t, silent, got) = ours(&ns, n, in_flight, &notifies);
+            println!(
+                "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",
+                "ganesha-ctdb notify (one socket, in flight)",
+                n,
+                t.as_secs_f64(),
+                got,
+                silent
+            );
+        }
+        if run("sm-notify") {
+            let (t, got) = sm_notify(&ns, n, &notifies);
+            println!(
+                "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",
+                "nfs-utils sm-notify (one name per client)",
+                n,
+                t.as_secs_f64(),
+                got,
+                "-"
+            );
+        }
+        if n <= smnotify_max && run("smnotify") {
             let (t, got) = smnotify(&ns, n, &notifies);
             println!(
                 "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",

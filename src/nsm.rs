@@ -59,7 +59,17 @@ pub struct NotifyPlan {
     pub pmap_port: u16,
     pub first_retry: Duration,
     pub total: Duration,
+    /// How many requests may await their first answer at once. Sending every client's
+    /// GETPORT in one burst overflows the receive buffers (ours and the network's) and turns
+    /// into seconds of retransmission; a request that is being retransmitted leaves the
+    /// window, so silent clients never hold up the others.
+    pub in_flight: usize,
 }
+
+/// The admission window the callers use; see `NotifyPlan::in_flight`.
+pub const DEFAULT_IN_FLIGHT: usize = 256;
+/// Asked of the kernel for the sender's socket (best effort: capped by net.core.rmem_max).
+const RECEIVE_BUFFER: usize = 1 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -103,6 +113,8 @@ struct Pending {
     to: SocketAddr,
     next: Instant,
     interval: Duration,
+    /// Times sent so far; 0 or 1 means the request still counts against the window.
+    sends: u32,
 }
 
 /// Notifies every client in `clients`; returns who answered and who did not.
@@ -110,11 +122,28 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
     let start = Instant::now();
     let socket = UdpSocket::bind(SocketAddr::new(plan.source, 0))?;
     socket.set_read_timeout(Some(Duration::from_millis(5)))?;
+    let _ =
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &RECEIVE_BUFFER);
     let auth = Auth::None;
+    let window = plan.in_flight.max(1);
     let mut stages: Vec<Stage> = clients.iter().map(|_| Stage::GetPort).collect();
     let mut pending: HashMap<u32, Pending> = HashMap::new();
+    // Send times, earliest first: each loop looks only at what is due, so thousands of
+    // requests in flight cost nothing while they wait.
+    let mut due: BinaryHeap<Reverse<(Instant, u32)>> = BinaryHeap::new();
     let mut sent = 0usize;
-    let request = |client: usize, to: SocketAddr, prog: u32, vers: u32, proc_: u32, args: &[u8]| {
+    // Clients [0, admitted) have had their first request queued.
+    let mut admitted = 0usize;
+    // Requests not yet sent or sent once and unanswered: the window's occupancy.
+    let mut fresh = 0usize;
+    let queue = |pending: &mut HashMap<u32, Pending>,
+                 due: &mut BinaryHeap<Reverse<(Instant, u32)>>,
+                 client: usize,
+                 to: SocketAddr,
+                 prog: u32,
+                 vers: u32,
+                 proc_: u32,
+                 args: &[u8]| {
         let xid = next_xid();
         let msg = encode_call(
             &CallHeader {
@@ -126,33 +155,40 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
             &auth,
             args,
         );
-        Pending {
-            client,
+        let next = Instant::now();
+        due.push(Reverse((next, xid)));
+        pending.insert(
             xid,
-            msg,
-            to,
-            next: Instant::now(),
-            interval: plan.first_retry,
-        }
-    };
-    for (i, ip) in clients.iter().enumerate() {
-        let p = request(
-            i,
-            SocketAddr::new(*ip, plan.pmap_port),
-            PMAP_PROG,
-            PMAP_VERS,
-            PMAPPROC_GETPORT,
-            &encode_getport(SM_PROG, SM_VERS),
+            Pending {
+                client,
+                xid,
+                msg,
+                to,
+                next,
+                interval: plan.first_retry,
+                sends: 0,
+            },
         );
-        pending.insert(p.xid, p);
-    }
+    };
+    let getport = encode_getport(SM_PROG, SM_VERS);
     let deadline = start + plan.total;
     let mut buf = vec![0u8; 65536];
-    // Send times, earliest first: each loop looks only at what is due, so thousands of
-    // requests in flight cost nothing while they wait.
-    let mut due: BinaryHeap<Reverse<(Instant, u32)>> =
-        pending.values().map(|p| Reverse((p.next, p.xid))).collect();
-    while !pending.is_empty() && Instant::now() < deadline {
+    while (admitted < clients.len() || !pending.is_empty()) && Instant::now() < deadline {
+        while fresh < window && admitted < clients.len() {
+            let to = SocketAddr::new(clients[admitted], plan.pmap_port);
+            queue(
+                &mut pending,
+                &mut due,
+                admitted,
+                to,
+                PMAP_PROG,
+                PMAP_VERS,
+                PMAPPROC_GETPORT,
+                &getport,
+            );
+            fresh += 1;
+            admitted += 1;
+        }
         let now = Instant::now();
         while let Some(Reverse((at, xid))) = due.peek().copied() {
             if at > now {
@@ -168,6 +204,10 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
             // A send error (no route yet) is retried like a lost datagram.
             let _ = socket.send_to(&p.msg, p.to);
             sent += 1;
+            p.sends += 1;
+            if p.sends == 2 {
+                fresh -= 1; // now a retransmission: out of the window
+            }
             p.next = now + p.interval;
             p.interval = (p.interval * 2).min(Duration::from_secs(4));
             due.push(Reverse((p.next, xid)));
@@ -192,6 +232,9 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
         let Some(p) = pending.remove(&xid) else {
             continue;
         };
+        if p.sends <= 1 {
+            fresh -= 1;
+        }
         let client = p.client;
         let next = match (&stages[client], parse_reply(msg, p.xid)) {
             (Stage::GetPort, Ok(body)) => match XdrReader::new(body).u32("port") {
@@ -214,26 +257,33 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
             (Stage::Done(o), Ok(_)) => Stage::Done(o.clone()),
         };
         if let Stage::Notify { port, name } = next {
+            // An admitted client goes on regardless of the window: it holds its place.
             let args = encode_sm_notify(&plan.names[name], plan.state);
-            let p = request(
+            let to = SocketAddr::new(clients[client], port);
+            queue(
+                &mut pending,
+                &mut due,
                 client,
-                SocketAddr::new(clients[client], port),
+                to,
                 SM_PROG,
                 SM_VERS,
                 SM_NOTIFY,
                 &args,
             );
-            due.push(Reverse((p.next, p.xid)));
-            pending.insert(p.xid, p);
+            fresh += 1;
         }
         stages[client] = next;
     }
     let outcomes = clients
         .iter()
         .zip(stages)
-        .map(|(ip, st)| {
+        .enumerate()
+        .map(|(i, (ip, st))| {
             let o = match st {
                 Stage::Done(o) => o,
+                Stage::GetPort if i >= admitted => Outcome::NoAnswer {
+                    stage: "not asked: the time bound ran out first".into(),
+                },
                 Stage::GetPort => Outcome::NoAnswer {
                     stage: "portmapper GETPORT".into(),
                 },
@@ -327,6 +377,7 @@ mod tests {
             pmap_port: port,
             first_retry: Duration::from_millis(50),
             total: Duration::from_secs(3),
+            in_flight: DEFAULT_IN_FLIGHT,
         }
     }
 
@@ -362,6 +413,85 @@ mod tests {
         );
         assert!(report.elapsed < Duration::from_secs(2));
         assert_eq!(report.unanswered().len(), 1);
+    }
+
+    /// Answers every GETPORT with its own port and every call with success, reporting the
+    /// program of each request in arrival order.
+    fn recording_responder(sock: UdpSocket) -> std::sync::mpsc::Receiver<u32> {
+        let port = sock.local_addr().unwrap().port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let mut r = XdrReader::new(&buf[..n]);
+                let xid = r.u32("xid").unwrap();
+                let words: Vec<u32> = (0..5).map(|_| r.u32("w").unwrap()).collect();
+                let mut w = XdrWriter::new();
+                w.u32(xid).u32(1).u32(0).u32(0).opaque(&[]).u32(0);
+                if words[2] == PMAP_PROG {
+                    w.u32(u32::from(port));
+                }
+                let _ = tx.send(words[2]);
+                let _ = sock.send_to(w.as_bytes(), from);
+            }
+        });
+        rx
+    }
+
+    #[test]
+    fn the_window_bounds_requests_awaiting_their_first_answer() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let rx = recording_responder(sock);
+        let mut pl = plan(port);
+        pl.in_flight = 1;
+        let one: IpAddr = "127.0.0.1".parse().unwrap();
+        let report = notify(&pl, &[one, one, one]).unwrap();
+        assert!(report.unanswered().is_empty(), "{report:?}");
+        // One request at a time: each client is done before the next is asked.
+        let (g, n) = (PMAP_PROG, SM_PROG);
+        let order: Vec<u32> = rx.try_iter().collect();
+        assert_eq!(order, vec![g, n, n, g, n, n, g, n, n]);
+        // A wide window asks every client at once.
+        pl.in_flight = DEFAULT_IN_FLIGHT;
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        pl.pmap_port = sock.local_addr().unwrap().port();
+        let rx = recording_responder(sock);
+        let report = notify(&pl, &[one, one, one]).unwrap();
+        assert!(report.unanswered().is_empty(), "{report:?}");
+        let order: Vec<u32> = rx.try_iter().collect();
+        assert_eq!(&order[..3], &[g, g, g], "{order:?}");
+    }
+
+    #[test]
+    fn a_silent_client_does_not_hold_up_the_next() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let _rx = recording_responder(sock);
+        // Same port on another loopback address, never answering.
+        let mute = UdpSocket::bind(("127.0.0.2", port)).unwrap();
+        mute.set_nonblocking(true).unwrap();
+        let mut pl = plan(port);
+        pl.in_flight = 1;
+        pl.total = Duration::from_secs(2);
+        let silent: IpAddr = "127.0.0.2".parse().unwrap();
+        let live: IpAddr = "127.0.0.1".parse().unwrap();
+        let report = notify(&pl, &[silent, live]).unwrap();
+        assert_eq!(report.outcomes[1].1, Outcome::Notified, "{report:?}");
+        assert_eq!(
+            report.outcomes[0].1,
+            Outcome::NoAnswer {
+                stage: "portmapper GETPORT".into()
+            }
+        );
+        let mut buf = [0u8; 512];
+        let mut got = 0;
+        while mute.recv_from(&mut buf).is_ok() {
+            got += 1;
+        }
+        assert!(got > 2, "the silent client was retried ({got} datagrams)");
     }
 
     #[test]

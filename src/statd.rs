@@ -171,6 +171,7 @@ pub fn notify_ip(
         state,
         pmap_port: 111,
         first_retry: Duration::from_millis(500),
+        in_flight: nsm::DEFAULT_IN_FLIGHT,
         total,
     };
     let report = nsm::notify(&plan, &addrs).map_err(StatdError::Io)?;

@@ -8,12 +8,21 @@
 //!     cargo bench --bench nsm_notify [-- --smnotify-max N] [--only ours|sm-notify|smnotify]
 //!         [--sizes 1000,10000] [--in-flight N]
 //!
+//! Columns: SM_NOTIFYs is every SM_NOTIFY datagram the responder got (retransmissions
+//! included), reached the distinct clients that got at least one, no answer what our sender
+//! reports as unanswered.
+//!
 //! The responder counts no SM_NOTIFY from Debian 12's smnotify: under strace it sends the
 //! portmapper GETPORT, gets the answer, fails to re-bind its already bound socket (EINVAL)
-//! and exits 0 without sending SM_NOTIFY (it sets a zero call timeout, and libtirpc returns
-//! before sending). Its column is the cost of that path, with nothing delivered. nfs-utils'
+//! and exits 0 without sending SM_NOTIFY: it sets a zero call timeout ("we don't want to
+//! wait for any reply"), and libtirpc's clnt_dg_call tests for a zero timeout (its "hack to
+//! provide rpc-based message passing") before the sendto, where the old glibc sunrpc tested
+//! after it. Its column is the cost of that path, with nothing delivered. nfs-utils'
 //! sm-notify gets one monitor record per client, in the format rpc.statd writes, and
-//! notifies once per client (one name). Under `cargo test` it only says how to run it.
+//! notifies once per client (one name) from the moved IP, run two ways: as rpc.statd runs
+//! it at boot (retrying up to 15 minutes) and as Samba main's statd-callout runs it after a
+//! takeover (`timeout 10`: the clients not reached in 10 s are never notified). Under
+//! `cargo test` it only says how to run it.
 
 use ganesha_ctdb_recov::nsm::{self, NotifyPlan, Outcome, PMAP_PROG, SM_NOTIFY, SM_PROG};
 use nix::sched::{setns, CloneFlags};
@@ -22,12 +31,12 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrIn,
 };
 use oncrpc::{XdrReader, XdrWriter};
+use std::collections::HashSet;
 use std::io::{IoSlice, IoSliceMut, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SOURCE: Ipv4Addr = Ipv4Addr::new(10, 99, 255, 254);
@@ -36,13 +45,36 @@ fn client_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 100, (i / 250) as u8, (i % 250 + 1) as u8)
 }
 
+/// What the responder saw of one tool's run: SM_NOTIFY datagrams (retransmissions
+/// included) and the distinct simulated clients that received at least one.
+#[derive(Default)]
+struct Tally {
+    seen: Mutex<(usize, HashSet<Ipv4Addr>)>,
+}
+
+impl Tally {
+    fn reset(&self) {
+        let mut s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        *s = (0, HashSet::new());
+    }
+    fn record(&self, client: Ipv4Addr) {
+        let mut s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 += 1;
+        s.1.insert(client);
+    }
+    fn read(&self) -> (usize, usize) {
+        let s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        (s.0, s.1.len())
+    }
+}
+
 fn enter(ns: &str) {
     let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns");
     setns(&f, CloneFlags::CLONE_NEWNET).expect("setns");
 }
 
 /// One UDP socket on 0.0.0.0:111 answering as every simulated client.
-fn responder(ns: String, notifies: Arc<AtomicUsize>) {
+fn responder(ns: String, tally: Arc<Tally>) {
     std::thread::spawn(move || {
         enter(&ns);
         let fd = socket(
@@ -96,7 +128,7 @@ fn responder(ns: String, notifies: Arc<AtomicUsize>) {
             } else if prog == PMAP_PROG {
                 out.u32(111);
             } else if prog == SM_PROG && proc_ == SM_NOTIFY {
-                notifies.fetch_add(1, Ordering::Relaxed);
+                tally.record(Ipv4Addr::from(u32::from_be(dst.s_addr)));
             }
             let info = libc::in_pktinfo {
                 ipi_ifindex: 0,
@@ -114,8 +146,7 @@ fn responder(ns: String, notifies: Arc<AtomicUsize>) {
     });
 }
 
-fn ours(ns: &str, n: usize, in_flight: usize, notifies: &AtomicUsize) -> (Duration, usize, usize) {
-    let before = notifies.load(Ordering::Relaxed);
+fn ours(ns: &str, n: usize, in_flight: usize) -> (Duration, usize) {
     let ns = ns.to_string();
     let report = std::thread::spawn(move || {
         enter(&ns);
@@ -141,15 +172,10 @@ fn ours(ns: &str, n: usize, in_flight: usize, notifies: &AtomicUsize) -> (Durati
         .iter()
         .filter(|(_, o)| *o != Outcome::Notified)
         .count();
-    (
-        report.elapsed,
-        silent,
-        notifies.load(Ordering::Relaxed) - before,
-    )
+    (report.elapsed, silent)
 }
 
-fn smnotify(ns: &str, n: usize, notifies: &AtomicUsize) -> (Duration, usize) {
-    let before = notifies.load(Ordering::Relaxed);
+fn smnotify(ns: &str, n: usize) -> Duration {
     let script = "while read c; do for s in 2 3; do for name in 10.99.255.254 nfs.bench; do \
                   /usr/libexec/ctdb/smnotify --client=$c --ip=10.99.255.254 --server=$name --stateval=$s; \
                   done; done; done";
@@ -169,12 +195,24 @@ fn smnotify(ns: &str, n: usize, notifies: &AtomicUsize) -> (Duration, usize) {
     let _ = child.wait();
     // smnotify does not wait for answers: give the last datagrams a moment to land.
     std::thread::sleep(Duration::from_millis(200));
-    (t.elapsed(), notifies.load(Ordering::Relaxed) - before)
+    t.elapsed()
 }
 
-/// nfs-utils' sm-notify, as statd's boot-time notifier: one monitor record per client in
-/// <dir>/sm (the format statd writes), then `sm-notify -d -f -P <dir> -v localhost`.
-fn sm_notify(ns: &str, n: usize, notifies: &AtomicUsize) -> (Duration, usize) {
+/// How nfs-utils' sm-notify is run.
+#[derive(Clone, Copy)]
+enum SmNotifyAs {
+    /// rpc.statd's boot-time notifier: `sm-notify -d -f -P <dir> -v <ip>`, retrying up to
+    /// its default 15 minutes.
+    Statd,
+    /// Samba main's statd-callout (anchors.md): `timeout 10 sm-notify -d -f -m 0 -n -P <dir>
+    /// -v <ip>` per taken IP, so whatever is not done in 10 s is never notified.
+    CtdbMain,
+}
+
+/// nfs-utils' sm-notify: one monitor record per client in <dir>/sm, in the format rpc.statd
+/// writes, then sm-notify from the moved IP. Its -v address must reverse-resolve (it becomes
+/// mon_name): /etc/netns/<ns>/hosts, which `ip netns exec` mounts over /etc/hosts, names it.
+fn sm_notify(ns: &str, n: usize, how: SmNotifyAs) -> Duration {
     let dir = std::env::temp_dir().join(format!("gctdb-smnotify-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("sm")).expect("sm dir");
@@ -193,23 +231,29 @@ fn sm_notify(ns: &str, n: usize, notifies: &AtomicUsize) -> (Duration, usize) {
         );
         std::fs::write(dir.join("sm").join(c.to_string()), line).expect("monitor record");
     }
-    let before = notifies.load(Ordering::Relaxed);
-    let t = Instant::now();
-    let status = Command::new("ip")
-        .args(["netns", "exec", ns, "sm-notify", "-d", "-f", "-P"])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]);
+    match how {
+        SmNotifyAs::Statd => cmd.args(["sm-notify", "-d", "-f"]),
+        SmNotifyAs::CtdbMain => {
+            cmd.args(["timeout", "10", "sm-notify", "-d", "-f", "-m", "0", "-n"])
+        }
+    };
+    cmd.arg("-P")
         .arg(&dir)
-        // -v wants a name it can resolve (and the namespace has no DNS): localhost, so
-        // sm-notify sends from 127.0.0.1, not from the moved IP.
-        .args(["-v", "localhost"])
+        .args(["-v", &SOURCE.to_string()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+        .stderr(Stdio::null());
+    let t = Instant::now();
+    let status = cmd.status();
     let elapsed = t.elapsed();
     let _ = std::fs::remove_dir_all(&dir);
-    if !status.as_ref().is_ok_and(|s| s.success()) {
+    let timed_out =
+        matches!(how, SmNotifyAs::CtdbMain) && status.as_ref().is_ok_and(|s| s.code() == Some(124));
+    if !timed_out && !status.as_ref().is_ok_and(|s| s.success()) {
         eprintln!("sm-notify failed: {status:?}");
     }
-    (elapsed, notifies.load(Ordering::Relaxed) - before)
+    elapsed
 }
 
 fn main() {
@@ -241,9 +285,17 @@ fn main() {
     let ns = format!("gctdb-nsmb{}", std::process::id());
     let ok = |c: &mut Command| assert!(c.status().expect("ip").success(), "{c:?}");
     ok(Command::new("ip").args(["netns", "add", &ns]));
+    let etc = format!("/etc/netns/{ns}");
     let cleanup = || {
         let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        let _ = std::fs::remove_dir_all(&etc);
     };
+    std::fs::create_dir_all(&etc).expect("/etc/netns/<ns>");
+    std::fs::write(
+        format!("{etc}/hosts"),
+        format!("127.0.0.1 localhost\n{SOURCE} nfs.bench\n"),
+    )
+    .expect("hosts for sm-notify");
     ok(Command::new("ip").args(["-n", &ns, "link", "set", "lo", "up"]));
     let mut batch = format!("address add {SOURCE}/32 dev lo\n");
     for i in 0..10_000 {
@@ -260,46 +312,53 @@ fn main() {
         .write_all(batch.as_bytes())
         .expect("batch");
     assert!(ipb.wait().expect("ip -batch").success());
-    let notifies = Arc::new(AtomicUsize::new(0));
-    responder(ns.clone(), notifies.clone());
+    let tally = Arc::new(Tally::default());
+    responder(ns.clone(), tally.clone());
     std::thread::sleep(Duration::from_millis(300));
 
     println!(
-        "{:<46} {:>7} {:>10} {:>12} {:>10}",
-        "", "clients", "time", "SM_NOTIFYs", "no answer"
+        "{:<46} {:>7} {:>10} {:>11} {:>8} {:>10}",
+        "", "clients", "time", "SM_NOTIFYs", "reached", "no answer"
     );
+    let row = |what: &str, n: usize, t: Duration, silent: String| {
+        let (datagrams, reached) = tally.read();
+        println!(
+            "{:<46} {:>7} {:>8.2} s {:>11} {:>8} {:>10}",
+            what,
+            n,
+            t.as_secs_f64(),
+            datagrams,
+            reached,
+            silent
+        );
+    };
     for n in sizes.into_iter().filter(|&n| n <= 10_000) {
         if run("ours") {
-            let (t, silent, got) = ours(&ns, n, in_flight, &notifies);
-            println!(
-                "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",
+            tally.reset();
+            let (t, silent) = ours(&ns, n, in_flight);
+            row(
                 "ganesha-ctdb notify (one socket, in flight)",
                 n,
-                t.as_secs_f64(),
-                got,
-                silent
+                t,
+                silent.to_string(),
             );
         }
         if run("sm-notify") {
-            let (t, got) = sm_notify(&ns, n, &notifies);
-            println!(
-                "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",
-                "nfs-utils sm-notify (one name per client)",
-                n,
-                t.as_secs_f64(),
-                got,
-                "-"
-            );
+            tally.reset();
+            let t = sm_notify(&ns, n, SmNotifyAs::Statd);
+            row("nfs-utils sm-notify, statd's way", n, t, "-".into());
+            tally.reset();
+            let t = sm_notify(&ns, n, SmNotifyAs::CtdbMain);
+            row("sm-notify, Samba main callout's way", n, t, "-".into());
         }
         if n <= smnotify_max && run("smnotify") {
-            let (t, got) = smnotify(&ns, n, &notifies);
-            println!(
-                "{:<46} {:>7} {:>8.2} s {:>12} {:>10}",
+            tally.reset();
+            let t = smnotify(&ns, n);
+            row(
                 "CTDB 4.17 statd-callout (smnotify x4/client)",
                 n,
-                t.as_secs_f64(),
-                got,
-                "-"
+                t,
+                "-".into(),
             );
         }
     }

@@ -9,7 +9,7 @@
 //! so the next start offers them again.
 
 use crate::config::{Config, StoreKind};
-use crate::ctdb::{CtdbApi, CtdbTool};
+use crate::ctdb::{CtdbApi, CtdbTool, PublicIp};
 use crate::records::{
     grace_key, parse_v4_key, recovery_tag, v4_key, ClientRecord, GraceRecord, ServerIp, V4_PREFIX,
 };
@@ -138,7 +138,14 @@ pub struct Backend {
     /// Generation of this node's grace record writes: a deferred write never overwrites
     /// a newer one.
     grace_writes: Arc<Mutex<u64>>,
+    /// `ctdb ip all` as last read for filing NFSv4.0 clients: one SETCLIENTID_CONFIRM per
+    /// v4.0 client would otherwise cost a `ctdb` run (~10 ms) each. Dropped at every grace
+    /// event (takeover, control verb, restart), so it is stale at most IP_LIST_TTL.
+    ip_list: Mutex<Option<(Instant, Vec<PublicIp>)>>,
 }
+
+/// How long the public IP list read for filing NFSv4.0 clients is reused.
+const IP_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Backend {
     /// Opens the configured store and reads this node's grace record.
@@ -243,6 +250,7 @@ impl Backend {
             records: Arc::new(RwLock::new(())),
             last_view: Mutex::new(None),
             grace_writes: Arc::new(Mutex::new(0)),
+            ip_list: Mutex::new(None),
         })
     }
 
@@ -270,6 +278,8 @@ impl Backend {
 
     /// recovery_read_clids: the clients that may reclaim, unique by tag.
     pub fn read_clids(&self, start: &GraceStart) -> Vec<ReclaimEntry> {
+        // IPs move around grace events: the next v4.0 client is filed by a fresh list.
+        *self.ip_list.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let mut st = self.state();
         match start {
             GraceStart::Restart => {
@@ -463,6 +473,19 @@ impl Backend {
         }
     }
 
+    /// The public IP list, reused for IP_LIST_TTL (see `ip_list`).
+    fn recent_public_ips(&self, c: &ClusterNode) -> crate::ctdb::Result<Vec<PublicIp>> {
+        let mut cached = self.ip_list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, ips)) = cached.as_ref() {
+            if at.elapsed() < IP_LIST_TTL {
+                return Ok(ips.clone());
+            }
+        }
+        let ips = c.ctdb.public_ips()?;
+        *cached = Some((Instant::now(), ips.clone()));
+        Ok(ips)
+    }
+
     /// Where a client's record is filed (design §4): NFSv4.1+ by the server address the
     /// client used; NFSv4.0 (no server address in the client record) by a public IP named
     /// in its owner string (Linux writes "Linux NFSv4.0 <client>/<server> tcp"), else under
@@ -474,7 +497,7 @@ impl Backend {
         let Some(c) = &self.cluster else {
             return vec![ServerIp::Local];
         };
-        let ips = match c.ctdb.public_ips() {
+        let ips = match self.recent_public_ips(c) {
             Ok(ips) => ips,
             Err(e) => {
                 log::error!(
@@ -850,6 +873,95 @@ mod tests {
         // A second takeover in the same grace period adds that IP's clients.
         let offered = b.read_clids(&GraceStart::TakeIp("10.0.0.2".parse().unwrap()));
         assert_eq!(offered.len(), 2);
+    }
+
+    /// ctdbd double for filing: two public IPs, 10.0.0.1 held by this node (PNN 0) and
+    /// 10.0.0.2 by node 1; counts `ip all` runs.
+    #[derive(Default)]
+    struct IpLister {
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl CtdbApi for Arc<IpLister> {
+        fn nodes(&self) -> crate::ctdb::Result<Vec<crate::ctdb::NodeInfo>> {
+            Ok(vec![])
+        }
+        fn public_ips(&self) -> crate::ctdb::Result<Vec<PublicIp>> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(vec![
+                PublicIp {
+                    ip: "10.0.0.1".parse().unwrap(),
+                    holder: Some(0),
+                },
+                PublicIp {
+                    ip: "10.0.0.2".parse().unwrap(),
+                    holder: Some(1),
+                },
+            ])
+        }
+        fn attach_persistent(&self, _db: &str) -> crate::ctdb::Result<()> {
+            Ok(())
+        }
+        fn transaction(
+            &self,
+            _db: &str,
+            _writes: &[(Vec<u8>, Option<Vec<u8>>)],
+        ) -> crate::ctdb::Result<()> {
+            Ok(())
+        }
+        fn fetch(&self, _db: &str, _key: &[u8]) -> crate::ctdb::Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn traverse(&self, _db: &str) -> crate::ctdb::Result<crate::ctdb::Traverse> {
+            Ok(Default::default())
+        }
+        fn describe(&self) -> String {
+            "ip lister".into()
+        }
+    }
+
+    #[test]
+    fn v4_0_clients_are_filed_from_one_ip_list_until_the_next_grace_event() {
+        let lister = Arc::new(IpLister::default());
+        let store = Arc::new(MemoryStore::new());
+        let b = Backend::from_parts(
+            store.clone(),
+            store.clone(),
+            "0",
+            Some(ClusterNode {
+                pnn: 0,
+                ctdb: Arc::new(lister.clone()),
+            }),
+        )
+        .unwrap();
+        let v40 = |id: u64, owner: &str| ClientInfo {
+            minor_version: 0,
+            ..client(id, owner, None)
+        };
+        let calls = || lister.calls.load(std::sync::atomic::Ordering::SeqCst);
+        // Named in the owner: filed by that IP, held here or not.
+        let t1 = add(&b, &v40(1, "Linux NFSv4.0 c1/10.0.0.2 tcp"));
+        // Not named: every IP this node holds.
+        let t2 = add(&b, &v40(2, "Linux NFSv4.0 c2 tcp"));
+        assert_eq!(calls(), 1, "the second client reused the list");
+        let keys: Vec<String> = store
+            .scan(V4_PREFIX)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![format!("v4@10.0.0.1@{t2}"), format!("v4@10.0.0.2@{t1}")]
+        );
+        // A grace event (here one the backend does not track) drops the list.
+        b.read_clids(&GraceStart::Unsupported {
+            event: 4,
+            detail: "test".into(),
+        });
+        add(&b, &v40(3, "Linux NFSv4.0 c3 tcp"));
+        assert_eq!(calls(), 2);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! odd ("up") and strictly greater than any sent before for X: the caller keeps it in the
 //! store (`nsm-state@<ip>`), never derived from clocks.
 
+use oncrpc::pmap::{getport_args, IPPROTO_UDP};
+pub use oncrpc::pmap::{PMAPPROC_GETPORT, PMAP_PROG, PMAP_VERS};
 use oncrpc::rpc::{encode_call, next_xid, parse_reply, reply_xid, Auth, CallHeader};
 use oncrpc::{XdrReader, XdrWriter};
 use std::cmp::Reverse;
@@ -16,15 +18,11 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-pub const PMAP_PROG: u32 = 100000;
-pub const PMAP_VERS: u32 = 2;
-pub const PMAPPROC_GETPORT: u32 = 3;
 pub const SM_PROG: u32 = 100024;
 pub const SM_VERS: u32 = 1;
 pub const SM_NOTIFY: u32 = 6;
 /// SM_MAXSTRLEN.
 pub const SM_MAXSTRLEN: usize = 1024;
-const IPPROTO_UDP: u32 = 17;
 
 /// The next NSM state after `previous`: odd and strictly greater.
 pub fn next_state(previous: u32) -> u32 {
@@ -34,12 +32,6 @@ pub fn next_state(previous: u32) -> u32 {
     } else {
         next.saturating_add(1)
     }
-}
-
-pub fn encode_getport(prog: u32, vers: u32) -> Vec<u8> {
-    let mut w = XdrWriter::new();
-    w.u32(prog).u32(vers).u32(IPPROTO_UDP).u32(0);
-    w.into_bytes()
 }
 
 pub fn encode_sm_notify(mon_name: &str, state: u32) -> Vec<u8> {
@@ -170,7 +162,7 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
             },
         );
     };
-    let getport = encode_getport(SM_PROG, SM_VERS);
+    let getport = getport_args(SM_PROG, SM_VERS, IPPROTO_UDP);
     let deadline = start + plan.total;
     let mut buf = vec![0u8; 65536];
     while (admitted < clients.len() || !pending.is_empty()) && Instant::now() < deadline {
@@ -327,12 +319,16 @@ mod tests {
         assert_eq!(r.remaining(), 0);
     }
 
-    /// A responder standing in for a client's rpcbind and statd on loopback: answers
-    /// GETPORT with its own port (or 0), acknowledges SM_NOTIFY and records what it got.
-    fn responder(
-        register: bool,
-        drop_first: usize,
-    ) -> (u16, std::sync::mpsc::Receiver<(String, u32)>) {
+    /// What a test responder received: the program called and, for SM_NOTIFY, its args.
+    struct Seen {
+        prog: u32,
+        notify: Option<(String, u32)>,
+    }
+
+    /// A responder standing in for a client's rpcbind and statd on a loopback port: answers
+    /// GETPORT with its own port (or 0 when not `register`), acknowledges SM_NOTIFY, ignores
+    /// the first `drop_first` datagrams, and reports every request it answers, in order.
+    fn responder(register: bool, drop_first: usize) -> (u16, std::sync::mpsc::Receiver<Seen>) {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = sock.local_addr().unwrap().port();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -356,13 +352,14 @@ mod tests {
                 }
                 let mut w = XdrWriter::new();
                 w.u32(xid).u32(1).u32(0).u32(0).opaque(&[]).u32(0);
+                let mut notify = None;
                 if prog == PMAP_PROG && proc_ == PMAPPROC_GETPORT {
                     w.u32(if register { u32::from(port) } else { 0 });
                 } else if prog == SM_PROG && proc_ == SM_NOTIFY {
                     let name = r.string(SM_MAXSTRLEN, "mon_name").unwrap();
-                    let state = r.u32("state").unwrap();
-                    let _ = tx.send((name, state));
+                    notify = Some((name, r.u32("state").unwrap()));
                 }
+                let _ = tx.send(Seen { prog, notify });
                 let _ = sock.send_to(w.as_bytes(), from);
             }
         });
@@ -386,7 +383,7 @@ mod tests {
         let (port, rx) = responder(true, 2);
         let report = notify(&plan(port), &["127.0.0.1".parse().unwrap()]).unwrap();
         assert_eq!(report.outcomes[0].1, Outcome::Notified, "{report:?}");
-        let got: Vec<(String, u32)> = rx.try_iter().collect();
+        let got: Vec<(String, u32)> = rx.try_iter().filter_map(|s| s.notify).collect();
         assert!(got.contains(&("10.77.1.1".into(), 5)), "{got:?}");
         assert!(got.contains(&("nfs.example".into(), 5)), "{got:?}");
         assert!(
@@ -415,36 +412,9 @@ mod tests {
         assert_eq!(report.unanswered().len(), 1);
     }
 
-    /// Answers every GETPORT with its own port and every call with success, reporting the
-    /// program of each request in arrival order.
-    fn recording_responder(sock: UdpSocket) -> std::sync::mpsc::Receiver<u32> {
-        let port = sock.local_addr().unwrap().port();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            sock.set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            while let Ok((n, from)) = sock.recv_from(&mut buf) {
-                let mut r = XdrReader::new(&buf[..n]);
-                let xid = r.u32("xid").unwrap();
-                let words: Vec<u32> = (0..5).map(|_| r.u32("w").unwrap()).collect();
-                let mut w = XdrWriter::new();
-                w.u32(xid).u32(1).u32(0).u32(0).opaque(&[]).u32(0);
-                if words[2] == PMAP_PROG {
-                    w.u32(u32::from(port));
-                }
-                let _ = tx.send(words[2]);
-                let _ = sock.send_to(w.as_bytes(), from);
-            }
-        });
-        rx
-    }
-
     #[test]
     fn the_window_bounds_requests_awaiting_their_first_answer() {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let rx = recording_responder(sock);
+        let (port, rx) = responder(true, 0);
         let mut pl = plan(port);
         pl.in_flight = 1;
         let one: IpAddr = "127.0.0.1".parse().unwrap();
@@ -452,24 +422,21 @@ mod tests {
         assert!(report.unanswered().is_empty(), "{report:?}");
         // One request at a time: each client is done before the next is asked.
         let (g, n) = (PMAP_PROG, SM_PROG);
-        let order: Vec<u32> = rx.try_iter().collect();
+        let order: Vec<u32> = rx.try_iter().map(|s| s.prog).collect();
         assert_eq!(order, vec![g, n, n, g, n, n, g, n, n]);
         // A wide window asks every client at once.
         pl.in_flight = DEFAULT_IN_FLIGHT;
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        pl.pmap_port = sock.local_addr().unwrap().port();
-        let rx = recording_responder(sock);
+        let (port, rx) = responder(true, 0);
+        pl.pmap_port = port;
         let report = notify(&pl, &[one, one, one]).unwrap();
         assert!(report.unanswered().is_empty(), "{report:?}");
-        let order: Vec<u32> = rx.try_iter().collect();
+        let order: Vec<u32> = rx.try_iter().map(|s| s.prog).collect();
         assert_eq!(&order[..3], &[g, g, g], "{order:?}");
     }
 
     #[test]
     fn a_silent_client_does_not_hold_up_the_next() {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let _rx = recording_responder(sock);
+        let (port, _rx) = responder(true, 0);
         // Same port on another loopback address, never answering.
         let mute = UdpSocket::bind(("127.0.0.2", port)).unwrap();
         mute.set_nonblocking(true).unwrap();

@@ -3,17 +3,16 @@
 //! file's handle, NLM4 LOCK (with the reclaim flag after an SM_NOTIFY), TEST and UNLOCK.
 //! All over TCP; every reply decoded with bounded lengths.
 
+use oncrpc::pmap::{getport_args, IPPROTO_TCP, PMAPPROC_GETPORT, PMAP_PROG, PMAP_VERS};
 use oncrpc::{Auth, RpcError, TcpTransport, XdrError, XdrReader, XdrWriter};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-pub const PMAP_PROG: u32 = 100000;
 pub const MOUNT_PROG: u32 = 100005;
 pub const NFS_PROG: u32 = 100003;
 pub const NLM_PROG: u32 = 100021;
-const IPPROTO_TCP: u32 = 6;
 const FHSIZE3: usize = 64;
 const LM_MAXSTRLEN: usize = 1024;
 
@@ -144,9 +143,8 @@ impl NlmClient {
     /// rpcbind GETPORT over TCP.
     pub fn getport(&self, prog: u32, vers: u32) -> Result<u16> {
         let mut t = self.transport(111)?;
-        let mut w = XdrWriter::new();
-        w.u32(prog).u32(vers).u32(IPPROTO_TCP).u32(0);
-        let reply = t.call(PMAP_PROG, 2, 3, w.as_bytes())?;
+        let args = getport_args(prog, vers, IPPROTO_TCP);
+        let reply = t.call(PMAP_PROG, PMAP_VERS, PMAPPROC_GETPORT, &args)?;
         let port = XdrReader::new(&reply).u32("port")?;
         if port == 0 || port > u32::from(u16::MAX) {
             return Err(Error::NotRegistered { prog, vers });

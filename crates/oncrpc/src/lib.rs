@@ -1,7 +1,8 @@
 //! XDR (RFC 4506) and ONC RPC v2 (RFC 5531) as ganesha-ctdb needs them: the NFSv4 test
-//! client's COMPOUNDs over TCP and the NSM sender's SM_NOTIFY over UDP. Every length read
+//! and NLM test clients over TCP and the NSM sender over UDP. Every length read
 //! from the network is checked against a caller-supplied bound before anything is allocated.
 
+pub mod pmap;
 pub mod rpc;
 pub mod xdr;
 

@@ -15,6 +15,9 @@
 use ganesha_ctdb_recov::store::dir::DirStore;
 use ganesha_ctdb_recov::store::Store;
 use nfs4_client::{netns, Client, ClientOptions, LockType, NfsStat};
+mod common;
+
+use common::run;
 use serial_test::serial;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -239,7 +242,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        testbed::procs::remove_netns(&self.ns);
     }
 }
 
@@ -248,11 +251,6 @@ fn rand_suffix() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() % 100_000)
         .unwrap_or(0)
-}
-
-fn run(cmd: &mut Command) {
-    let status = cmd.status().unwrap();
-    assert!(status.success(), "{cmd:?}: {status}");
 }
 
 #[test]

@@ -20,19 +20,7 @@ impl Drop for Node {
             testbed::procs::kill_tree(c.id() as i32, Duration::from_secs(10));
             let _ = c.wait();
         }
-        // Daemons that detached from the tree we started are still in the namespace:
-        // kill those too, by the pids the namespace lists.
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.ns])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    testbed::procs::kill_tree(pid, Duration::from_secs(5));
-                }
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        testbed::procs::remove_netns(&self.ns);
     }
 }
 

@@ -8,6 +8,9 @@ use ganesha_ctdb_recov::records::ServerIp;
 use ganesha_ctdb_recov::statd;
 use ganesha_ctdb_recov::store::dir::DirStore;
 use ganesha_ctdb_recov::store::Store;
+mod common;
+
+use common::run;
 use serial_test::serial;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -24,33 +27,8 @@ impl Drop for Ns {
             let mut c = c;
             let _ = c.wait();
         }
-        // Daemons that detached from the tree we started are still in the namespace:
-        // kill those too, by the pids the namespace lists.
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    testbed::procs::kill_tree(pid, Duration::from_secs(5));
-                }
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        testbed::procs::remove_netns(&self.name);
     }
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -66,11 +44,11 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
         name: format!("gctdb-nsm{}", std::process::id()),
         daemons: None,
     };
-    ok(Command::new("ip").args(["netns", "add", &ns.name]));
-    ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+    run(Command::new("ip").args(["netns", "add", &ns.name]));
+    run(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
     // X, the server's public IP, and the client's address.
     for a in ["10.99.0.1/32", "10.99.0.2/32"] {
-        ok(Command::new("ip").args(["-n", &ns.name, "addr", "add", a, "dev", "lo"]));
+        run(Command::new("ip").args(["-n", &ns.name, "addr", "add", a, "dev", "lo"]));
     }
     let script = format!(
         "mount -t tmpfs tmpfs /run && rpcbind -f -w & sleep 0.5; \
@@ -115,7 +93,7 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
 
     let bin = env!("CARGO_BIN_EXE_ganesha-ctdb");
     let notify = |expect: u32| {
-        let out = ok(Command::new("ip")
+        let out = run(Command::new("ip")
             .args(["netns", "exec", &ns.name, bin, "--dir"])
             .arg(w.join("store"))
             .args([
@@ -157,7 +135,7 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
 
     // The callout takes names as arguments, never through a shell.
     let odd = "evil;$(touch /tmp/gctdb-pwned)`id` name";
-    ok(Command::new(bin).arg("--dir").arg(w.join("store")).args([
+    run(Command::new(bin).arg("--dir").arg(w.join("store")).args([
         "statd-callout",
         "add-client",
         odd,

@@ -5,6 +5,9 @@
 //! The machine is left as found: the test refuses to run where the package is already
 //! installed, and purges it even when an assertion fails.
 
+mod common;
+
+use common::run;
 use serial_test::serial;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -42,17 +45,6 @@ impl Drop for Purge {
             .stdout(Stdio::null())
             .status();
     }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -7,9 +7,22 @@ use ganesha_ctdb_recov::store::ctdb::CtdbStore;
 use nfs4_client::{netns, Client, ClientOptions, NfsStat};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use testbed::cluster::GaneshaSpec;
 use testbed::{Cluster, ClusterSpec};
+
+/// Runs `cmd`, fails the test with its output unless it succeeds, returns its stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -793,16 +793,7 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
             }
         }
         for ns in self.namespaces.drain(..).rev() {
-            // Anything still running in the namespace (a daemon that detached from the
-            // tree we started) is killed by the pids the namespace lists.
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse::<i32>() {
-                        procs::kill_tree(pid, Duration::from_secs(5));
-                    }
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+            procs::remove_netns(&ns);
         }
         if self.spec.keep {
             if let Some(w) = self.work.take() {

@@ -56,3 +56,21 @@ pub fn kill_tree(pid: i32, limit: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Kills everything still running in network namespace `ns` (daemons that detached from
+/// the tree a test started included), by the pids `ip netns pids` lists, then deletes it.
+pub fn remove_netns(ns: &str) {
+    if let Ok(out) = std::process::Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+    {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                kill_tree(pid, Duration::from_secs(5));
+            }
+        }
+    }
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", ns])
+        .status();
+}

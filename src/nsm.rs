@@ -100,13 +100,17 @@ enum Stage {
 
 struct Pending {
     client: usize,
-    xid: u32,
     msg: Vec<u8>,
     to: SocketAddr,
-    next: Instant,
     interval: Duration,
-    /// Times sent so far; 0 or 1 means the request still counts against the window.
     sends: u32,
+}
+
+impl Pending {
+    /// Not retransmitted yet: counts against the admission window until answered.
+    fn in_window(&self) -> bool {
+        self.sends <= 1
+    }
 }
 
 /// Notifies every client in `clients`; returns who answered and who did not.
@@ -126,7 +130,7 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
     let mut sent = 0usize;
     // Clients [0, admitted) have had their first request queued.
     let mut admitted = 0usize;
-    // Requests not yet sent or sent once and unanswered: the window's occupancy.
+    // Pending requests `in_window()`.
     let mut fresh = 0usize;
     let queue = |pending: &mut HashMap<u32, Pending>,
                  due: &mut BinaryHeap<Reverse<(Instant, u32)>>,
@@ -147,16 +151,14 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
             &auth,
             args,
         );
-        let next = Instant::now();
-        due.push(Reverse((next, xid)));
+        // One heap entry per pending request: popped when due, pushed again when sent.
+        due.push(Reverse((Instant::now(), xid)));
         pending.insert(
             xid,
             Pending {
                 client,
-                xid,
                 msg,
                 to,
-                next,
                 interval: plan.first_retry,
                 sends: 0,
             },
@@ -190,19 +192,16 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
             let Some(p) = pending.get_mut(&xid) else {
                 continue; // answered meanwhile
             };
-            if p.next != at {
-                continue; // a stale entry
-            }
             // A send error (no route yet) is retried like a lost datagram.
             let _ = socket.send_to(&p.msg, p.to);
             sent += 1;
+            let was_in_window = p.in_window();
             p.sends += 1;
-            if p.sends == 2 {
+            if was_in_window && !p.in_window() {
                 fresh -= 1; // now a retransmission: out of the window
             }
-            p.next = now + p.interval;
+            due.push(Reverse((now + p.interval, xid)));
             p.interval = (p.interval * 2).min(Duration::from_secs(4));
-            due.push(Reverse((p.next, xid)));
         }
         let (n, _from) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
@@ -221,14 +220,17 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
         };
         let msg = &buf[..n];
         let Ok(xid) = reply_xid(msg) else { continue };
+        // The reply's source address is not checked against the client's: a host with
+        // several addresses may answer from another one, and a client left un-notified
+        // loses its locks; the xid is what ties a reply to its call.
         let Some(p) = pending.remove(&xid) else {
             continue;
         };
-        if p.sends <= 1 {
+        if p.in_window() {
             fresh -= 1;
         }
         let client = p.client;
-        let next = match (&stages[client], parse_reply(msg, p.xid)) {
+        let next = match (&stages[client], parse_reply(msg, xid)) {
             (Stage::GetPort, Ok(body)) => match XdrReader::new(body).u32("port") {
                 Ok(0) => Stage::Done(Outcome::NoStatd),
                 Ok(port) if port <= u32::from(u16::MAX) => Stage::Notify {

@@ -175,9 +175,21 @@ pub fn notify_ip(
         total,
     };
     let report = nsm::notify(&plan, &addrs).map_err(StatdError::Io)?;
+    // Notified: drop what statd had unmonitored, unless it monitored the client again
+    // while the notification ran.
     for (name, monitored) in clients {
-        if !monitored {
-            let _ = store.delete(&format!("{STATD_PREFIX}{ip}@{name}"));
+        let key = statd_key(&ServerIp::Ip(ip), &name);
+        if monitored {
+            continue;
+        }
+        match store.get(&key) {
+            Ok(Some(v)) if v == UNMONITORED => {
+                if let Err(e) = store.delete(&key) {
+                    log::warn!("NSM: cannot drop unmonitored {key}: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("NSM: cannot read {key}: {e}"),
         }
     }
     Ok((report, unresolved))
@@ -269,6 +281,28 @@ mod tests {
         assert_eq!(
             clients_of(&s, &ip).unwrap(),
             vec![("127.0.0.2".to_string(), true)]
+        );
+    }
+
+    #[test]
+    fn a_client_monitored_again_during_the_notification_is_kept() {
+        let s = MemoryStore::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let ips = vec![ServerIp::Ip(ip)];
+        add_client(&s, &ips, "127.0.0.3").unwrap();
+        del_client(&s, &ips, "127.0.0.3").unwrap();
+        std::thread::scope(|t| {
+            // Nobody answers on 127.0.0.3, so the run lasts its whole 600 ms bound; statd
+            // monitors the client again in the middle of it.
+            t.spawn(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                add_client(&s, &ips, "127.0.0.3").unwrap();
+            });
+            notify_ip(&s, ip, "nfs.example", Duration::from_millis(600)).unwrap();
+        });
+        assert_eq!(
+            clients_of(&s, &ip).unwrap(),
+            vec![("127.0.0.3".to_string(), true)]
         );
     }
 }

@@ -244,6 +244,9 @@ impl Backend {
             node_id: node_id.to_string(),
             cluster,
             state: Mutex::new(State {
+                // A hold stored before a restart runs out like any other: its clock starts
+                // now (without one, end_finished_hold never ends it).
+                held_since: grace.held.then(Instant::now),
                 grace,
                 ..State::default()
             }),
@@ -564,12 +567,15 @@ impl Backend {
     }
 
     fn keys_of(&self, client: &ClientInfo, forget: bool) -> Vec<String> {
-        let mut st = self.state();
-        let known = if forget {
-            st.keys_by_clientid.remove(&client.clientid)
-        } else {
-            st.keys_by_clientid.get(&client.clientid).cloned()
+        let known = {
+            let mut st = self.state();
+            if forget {
+                st.keys_by_clientid.remove(&client.clientid)
+            } else {
+                st.keys_by_clientid.get(&client.clientid).cloned()
+            }
         };
+        // Not under the state lock: filing may ask ctdbd for the public IPs.
         known.unwrap_or_else(|| {
             let tag = client.tag();
             self.attribute(client)
@@ -962,6 +968,33 @@ mod tests {
         });
         add(&b, &v40(3, "Linux NFSv4.0 c3 tcp"));
         assert_eq!(calls(), 2);
+    }
+
+    #[test]
+    fn a_hold_stored_before_a_restart_has_a_clock() {
+        let store = Arc::new(MemoryStore::new());
+        let held = GraceRecord {
+            epoch: 7,
+            held: true,
+            ..GraceRecord::default()
+        };
+        store.put(&grace_key("0"), &held.encode()).unwrap();
+        let b = Backend::from_parts(
+            store.clone(),
+            store,
+            "0",
+            Some(ClusterNode {
+                pnn: 0,
+                ctdb: Arc::new(Arc::new(IpLister::default())),
+            }),
+        )
+        .unwrap();
+        let st = b.state();
+        assert!(st.grace.held);
+        assert!(
+            st.held_since.is_some(),
+            "without a start the hold limit never ends it"
+        );
     }
 
     #[test]

@@ -389,11 +389,11 @@ fn status(cli: &Cli) -> Result<(), String> {
     }
     let mut nlm: BTreeMap<String, usize> = BTreeMap::new();
     for (key, _) in records
-        .scan("statd-state@")
+        .scan(statd::STATD_PREFIX)
         .map_err(|e| e.to_string())?
         .entries
     {
-        if let Some((ip, _)) = key["statd-state@".len()..].split_once('@') {
+        if let Some((ip, _)) = key[statd::STATD_PREFIX.len()..].split_once('@') {
             *nlm.entry(ip.to_string()).or_default() += 1;
         }
     }

@@ -395,13 +395,12 @@ fn spawn_watcher(backend: Arc<Backend>) {
             if !still_running {
                 return;
             }
-            let (join, lift) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let (join, lift) = super::guard("the grace watcher", (false, false), || {
                 backend.refresh_grace_view();
                 backend.end_finished_hold();
                 let join = backend.wants_to_join();
                 (join, !join && backend.wants_to_retry_lift())
-            }))
-            .unwrap_or((false, false));
+            });
             match ganesha().reaper_wake {
                 // SAFETY: reaper_wake takes no arguments and only signals the reaper.
                 Some(w) if join || lift => unsafe { w() },

@@ -43,12 +43,18 @@ impl Backend {
     /// Every node's grace record and who is live (CTDB membership; without CTDB every node
     /// that has a record, so that a dead node's need holds until the operator lifts it).
     pub(crate) fn grace_records(&self) -> Snapshot {
-        let snap = self.read_grace_records();
-        *self.last_view.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
-        snap
+        self.read_and_cache().0
     }
 
-    fn read_grace_records(&self) -> Snapshot {
+    /// grace_records, and whether CTDB told the membership (rather than everyone being
+    /// counted because it did not answer).
+    fn read_and_cache(&self) -> (Snapshot, bool) {
+        let (snap, known) = self.read_grace_records();
+        *self.last_view.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
+        (snap, known)
+    }
+
+    fn read_grace_records(&self) -> (Snapshot, bool) {
         let mut records = BTreeMap::new();
         match self.gstore().scan(GRACE_PREFIX) {
             Ok(scan) => {
@@ -72,23 +78,26 @@ impl Backend {
             all.insert(self.node_id.clone());
             all
         };
-        let live = match &self.cluster {
-            None => everyone(),
+        let (live, known) = match &self.cluster {
+            None => (everyone(), false),
             Some(c) => match c.ctdb.nodes() {
-                Ok(nodes) => nodes
-                    .iter()
-                    .filter(|n| n.live)
-                    .map(|n| n.pnn.to_string())
-                    .collect(),
+                Ok(nodes) => (
+                    nodes
+                        .iter()
+                        .filter(|n| n.live)
+                        .map(|n| n.pnn.to_string())
+                        .collect(),
+                    true,
+                ),
                 Err(e) => {
                     // Unknown membership: count everyone, which keeps grace (S1) at the
                     // price of a dead node holding it (L2) until ctdbd answers again.
                     log::error!("cannot read CTDB membership ({e}); counting every node as live");
-                    everyone()
+                    (everyone(), false)
                 }
             },
         };
-        (records, live)
+        ((records, live), known)
     }
 
     /// The cluster view with our own record as we hold it in memory (the stored copy may
@@ -122,13 +131,19 @@ impl Backend {
     /// startrecovery (which waits for a leader election when the leader died): hold the
     /// cluster in grace from here, as startrecovery would.
     pub fn refresh_grace_view(&self) {
-        let before = self
-            .last_view
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|(_, live)| live.clone());
-        let (_, live) = self.grace_records();
+        let ((_, live), known) = self.read_and_cache();
+        // Compared only between memberships CTDB told: the stand-in for an unknown one
+        // (every node with a record) would make live nodes look gone, or dead ones come back.
+        let before = {
+            let mut last = self
+                .last_membership
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !known {
+                return;
+            }
+            last.replace(live.clone())
+        };
         let Some(before) = before else { return };
         let gone: Vec<&String> = before.difference(&live).collect();
         if gone.is_empty() || self.cluster.is_none() {

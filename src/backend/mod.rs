@@ -135,6 +135,8 @@ pub struct Backend {
     /// The last grace records and membership read, for decisions that must not wait for
     /// ctdbd (during a CTDB recovery its databases are frozen).
     last_view: Mutex<Option<cluster::Snapshot>>,
+    /// The live nodes as CTDB last told them, for the watcher to see a node leave.
+    last_membership: Mutex<Option<BTreeSet<String>>>,
     /// Generation of this node's grace record writes: a deferred write never overwrites
     /// a newer one.
     grace_writes: Arc<Mutex<u64>>,
@@ -252,6 +254,7 @@ impl Backend {
             }),
             records: Arc::new(RwLock::new(())),
             last_view: Mutex::new(None),
+            last_membership: Mutex::new(None),
             grace_writes: Arc::new(Mutex::new(0)),
             ip_list: Mutex::new(None),
         })
@@ -881,16 +884,28 @@ mod tests {
         assert_eq!(offered.len(), 2);
     }
 
-    /// ctdbd double for filing: two public IPs, 10.0.0.1 held by this node (PNN 0) and
-    /// 10.0.0.2 by node 1; counts `ip all` runs.
+    /// ctdbd double: two public IPs, 10.0.0.1 held by this node (PNN 0) and 10.0.0.2 by
+    /// node 1, `ip all` runs counted; the live PNNs it reports (None: ctdbd fails).
     #[derive(Default)]
     struct IpLister {
         calls: std::sync::atomic::AtomicUsize,
+        live: Mutex<Option<Vec<u32>>>,
     }
 
     impl CtdbApi for Arc<IpLister> {
         fn nodes(&self) -> crate::ctdb::Result<Vec<crate::ctdb::NodeInfo>> {
-            Ok(vec![])
+            let live = self.live.lock().unwrap().clone();
+            let live = live.ok_or_else(|| crate::ctdb::CtdbError("timed out".into()))?;
+            Ok(live
+                .into_iter()
+                .map(|pnn| crate::ctdb::NodeInfo {
+                    pnn,
+                    address: String::new(),
+                    live: true,
+                    this_node: pnn == 0,
+                    flags: String::new(),
+                })
+                .collect())
         }
         fn public_ips(&self) -> crate::ctdb::Result<Vec<PublicIp>> {
             self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -995,6 +1010,35 @@ mod tests {
             st.held_since.is_some(),
             "without a start the hold limit never ends it"
         );
+    }
+
+    #[test]
+    fn only_a_membership_ctdb_told_can_make_a_node_look_gone() {
+        let ctdb = Arc::new(IpLister::default());
+        let store = Arc::new(MemoryStore::new());
+        let b = Backend::from_parts(
+            store.clone(),
+            store,
+            "0",
+            Some(ClusterNode {
+                pnn: 0,
+                ctdb: Arc::new(ctdb.clone()),
+            }),
+        )
+        .unwrap();
+        let live = |l: Option<Vec<u32>>| *ctdb.live.lock().unwrap() = l;
+        live(Some(vec![0, 1]));
+        b.refresh_grace_view();
+        // ctdbd does not answer: everyone with a record (only us) stands in, for decisions.
+        live(None);
+        b.refresh_grace_view();
+        live(Some(vec![0, 1]));
+        b.refresh_grace_view();
+        assert!(!b.state().grace.held, "node 1 never left");
+        // Positive control: node 1 does leave.
+        live(Some(vec![0]));
+        b.refresh_grace_view();
+        assert!(b.state().grace.held);
     }
 
     #[test]

@@ -133,17 +133,23 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
         Some(&b"v1 state=3"[..])
     );
 
-    // The callout takes names as arguments, never through a shell.
-    let odd = "evil;$(touch /tmp/gctdb-pwned)`id` name";
-    run(Command::new(bin).arg("--dir").arg(w.join("store")).args([
-        "statd-callout",
-        "add-client",
-        odd,
-        "vm",
-    ]));
-    assert!(!std::path::Path::new("/tmp/gctdb-pwned").exists());
+    // The shipped callout script, as rpc.statd runs it, takes names as arguments and never
+    // through a shell; GANESHA_CTDB_OPTS reaches the tool (here: the dir store of this test).
+    let pwned = w.join("pwned");
+    let odd = format!("evil;$(touch {p})`touch {p}` name", p = pwned.display());
+    run(Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ganesha-conf/statd-callout"
+    ))
+    .env("GANESHA_CTDB", bin)
+    .env(
+        "GANESHA_CTDB_OPTS",
+        format!("--store dir --dir {}", w.join("store").display()),
+    )
+    .args(["add-client", &odd, "vm"]));
+    assert!(!pwned.exists(), "a shell ran the name");
     assert!(store
-        .get(&statd::statd_key(&ServerIp::Local, odd))
+        .get(&statd::statd_key(&ServerIp::Local, &odd))
         .unwrap()
         .is_some());
     let out = Command::new(bin)

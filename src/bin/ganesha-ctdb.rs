@@ -23,6 +23,8 @@ use std::time::Duration;
 #[command(
     name = "ganesha-ctdb",
     version,
+    // The shipped scripts put GANESHA_CTDB_OPTS after their own options: the later wins.
+    args_override_self = true,
     about = "Inspect the NFSv4 recovery state that NFS-Ganesha keeps through the ganesha-ctdb backend",
     long_about = "ganesha-ctdb is the operator's tool for the ganesha-ctdb recovery backend, which \
 NFS-Ganesha loads (NFSV4 { RecoveryBackend = rados_cluster; } with the library on its \

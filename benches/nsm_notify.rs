@@ -39,6 +39,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How many simulated client hosts the namespace gets.
+const MAX_CLIENTS: usize = 10_000;
 const SOURCE: Ipv4Addr = Ipv4Addr::new(10, 99, 255, 254);
 
 fn client_addr(i: usize) -> Ipv4Addr {
@@ -286,10 +288,15 @@ fn main() {
     let ok = |c: &mut Command| assert!(c.status().expect("ip").success(), "{c:?}");
     ok(Command::new("ip").args(["netns", "add", &ns]));
     let etc = format!("/etc/netns/{ns}");
-    let cleanup = || {
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        let _ = std::fs::remove_dir_all(&etc);
-    };
+    // Removes the namespace (and whatever still runs in it) and its /etc, also on a panic.
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            testbed::procs::remove_netns(&self.0);
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+    let _cleanup = Cleanup(ns.clone(), etc.clone());
     std::fs::create_dir_all(&etc).expect("/etc/netns/<ns>");
     std::fs::write(
         format!("{etc}/hosts"),
@@ -298,7 +305,7 @@ fn main() {
     .expect("hosts for sm-notify");
     ok(Command::new("ip").args(["-n", &ns, "link", "set", "lo", "up"]));
     let mut batch = format!("address add {SOURCE}/32 dev lo\n");
-    for i in 0..10_000 {
+    for i in 0..MAX_CLIENTS {
         batch.push_str(&format!("address add {}/32 dev lo\n", client_addr(i)));
     }
     let mut ipb = Command::new("ip")
@@ -332,7 +339,10 @@ fn main() {
             silent
         );
     };
-    for n in sizes.into_iter().filter(|&n| n <= 10_000) {
+    if sizes.iter().any(|&n| n > MAX_CLIENTS) {
+        eprintln!("sizes above {MAX_CLIENTS} (the simulated hosts) are skipped");
+    }
+    for n in sizes.into_iter().filter(|&n| n <= MAX_CLIENTS) {
         if run("ours") {
             tally.reset();
             let (t, silent) = ours(&ns, n, in_flight);
@@ -362,5 +372,4 @@ fn main() {
             );
         }
     }
-    cleanup();
 }

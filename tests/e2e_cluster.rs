@@ -171,10 +171,8 @@ fn takeover_scenario(kill: bool) {
         "{text}"
     );
     assert!(text.contains(&format!("|{x}|{a_pnn}|2|0|")), "{text}");
-    assert!(
-        text.contains(&format!("|{y}|")) && text.contains("|1|0|"),
-        "{text}"
-    );
+    let y_pnn = holders.get(&y).copied().flatten().expect("Y's holder");
+    assert!(text.contains(&format!("|{y}|{y_pnn}|1|0|")), "{text}");
 
     let b_pnn = if kill {
         c.kill_node(a);

@@ -8,6 +8,8 @@
 mod common;
 
 use common::{ganesha_cluster_with, store_on};
+use ganesha_ctdb_recov::records::ServerIp;
+use ganesha_ctdb_recov::statd;
 use ganesha_ctdb_recov::store::Store;
 use nlm_client::{Lock, NlmClient, NlmStat};
 use serial_test::serial;
@@ -114,7 +116,7 @@ fn an_nlm_client_is_notified_from_the_moved_ip_and_reclaims_its_lock_there() {
     }
     // The callout on A recorded client 1 against the IPs A holds.
     let survivor = b;
-    let key = format!("statd-state@{x}@10.77.1.254");
+    let key = statd::statd_key(&ServerIp::Ip(x.into()), "10.77.1.254");
     let deadline = Instant::now() + Duration::from_secs(10);
     while store_on(&c, survivor, "ganesha_recovery.tdb")
         .get(&key)
@@ -177,5 +179,18 @@ fn an_nlm_client_is_notified_from_the_moved_ip_and_reclaims_its_lock_there() {
         two.lock(&theirs, false, 1).unwrap(),
         NlmStat::DeniedGracePeriod
     );
+    // After grace the reclaimed lock still excludes client 2, until client 1 lets go.
+    let deadline = Instant::now() + Duration::from_secs(u64::from(grace) + 40);
+    let after = loop {
+        match two.lock(&theirs, false, 1).unwrap() {
+            NlmStat::DeniedGracePeriod if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_secs(1))
+            }
+            other => break other,
+        }
+    };
+    assert_eq!(after, NlmStat::Denied, "the reclaimed lock:\n{}", c.logs());
+    assert_eq!(one.unlock(&mine).unwrap(), NlmStat::Granted);
+    assert_eq!(two.lock(&theirs, false, 1).unwrap(), NlmStat::Granted);
     eprintln!("NLM client notified from {x} and reclaimed on node {t_pnn}");
 }

@@ -521,8 +521,8 @@ fn with_only_v41_clients_grace_lifts_once_they_sent_reclaim_complete() {
     // Ganesha asks the backend at its next reaper tick (5 s with lease 10); 30 s is far
     // below the 90 s Grace_Period that a v4.0 client would have to wait.
     s.wait_for_grace_end(ended, Duration::from_secs(30), &mut [&mut c]);
+    // (wait_for_grace_end has failed the test if grace lasted past those 30 s.)
     let lifted_after = restarted.elapsed();
-    assert!(lifted_after < Duration::from_secs(90), "{lifted_after:?}");
     let mut next = s.client(0, "after-grace");
     next.establish().unwrap();
     let mut o = next

@@ -1,6 +1,6 @@
 //! Just enough NFSv3 and NLM4 to take and reclaim byte-range locks the way an NFSv3 client
 //! does: portmapper GETPORT, MOUNT3 MNT for the export's root handle, NFS3 LOOKUP for a
-//! file's handle, NLM4 LOCK (with the reclaim flag after an SM_NOTIFY), TEST and UNLOCK.
+//! file's handle, NLM4 LOCK (with the reclaim flag after an SM_NOTIFY) and UNLOCK.
 //! All over TCP; every reply decoded with bounded lengths.
 
 use oncrpc::pmap::{getport_args, IPPROTO_TCP, PMAPPROC_GETPORT, PMAP_PROG, PMAP_VERS};
@@ -8,7 +8,6 @@ use oncrpc::{Auth, RpcError, TcpTransport, XdrError, XdrReader, XdrWriter};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::time::Duration;
 
 pub const MOUNT_PROG: u32 = 100005;
 pub const NFS_PROG: u32 = 100003;
@@ -135,8 +134,8 @@ impl NlmClient {
     }
 
     fn transport(&self, port: u16) -> Result<TcpTransport> {
+        // Timeouts are the connector's to set.
         let s = (self.connect)(SocketAddr::new(self.server, port))?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))?;
         Ok(TcpTransport::new(s, self.auth.clone()))
     }
 

@@ -220,11 +220,8 @@ pub fn parse_ips(out: &str) -> Vec<PublicIp> {
                 return None;
             }
             let ip = f[1].parse().ok()?;
-            let holder = f[2]
-                .parse::<i64>()
-                .ok()
-                .filter(|p| *p >= 0)
-                .map(|p| p as u32);
+            // -1: unassigned; anything that is not a PNN counts as unassigned too.
+            let holder = f[2].parse::<u32>().ok();
             Some(PublicIp { ip, holder })
         })
         .collect()
@@ -282,7 +279,8 @@ fn parse_item(
         .and_then(|s| s.parse().ok())
         .ok_or("length is not a number")?;
     p += close + 5;
-    let mut bytes = Vec::with_capacity(n);
+    // The announced length is the tool's word: reserve no more than the output can hold.
+    let mut bytes = Vec::with_capacity(n.min(out.len().saturating_sub(p)));
     while bytes.len() < n {
         let b = *out.get(p).ok_or("output ends inside a string")?;
         if b == b'\\' {

@@ -178,18 +178,12 @@ pub fn notify_ip(
     // Notified: drop what statd had unmonitored, unless it monitored the client again
     // while the notification ran.
     for (name, monitored) in clients {
-        let key = statd_key(&ServerIp::Ip(ip), &name);
         if monitored {
             continue;
         }
-        match store.get(&key) {
-            Ok(Some(v)) if v == UNMONITORED => {
-                if let Err(e) = store.delete(&key) {
-                    log::warn!("NSM: cannot drop unmonitored {key}: {e}");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("NSM: cannot read {key}: {e}"),
+        let key = statd_key(&ServerIp::Ip(ip), &name);
+        if let Err(e) = store.delete_if(&key, &|v| v == UNMONITORED) {
+            log::warn!("NSM: cannot drop unmonitored {key}: {e}");
         }
     }
     Ok((report, unresolved))

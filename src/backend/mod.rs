@@ -129,8 +129,9 @@ pub struct Backend {
     node_id: String,
     cluster: Option<ClusterNode>,
     state: Mutex<State>,
-    /// add_clid/rm_clid/add_revoke_fh share it; end_grace takes it exclusively, so that a
-    /// client reclaiming at the very end of grace cannot have its fresh record deleted.
+    /// add_clid/rm_clid/add_revoke_fh share it; end_grace's clean-up takes it exclusively
+    /// around each record's check and delete, so that a client reclaiming at the very end
+    /// of grace cannot have its fresh record deleted.
     records: Arc<RwLock<()>>,
     /// The last grace records and membership read, for decisions that must not wait for
     /// ctdbd (during a CTDB recovery its databases are frozen).
@@ -593,23 +594,17 @@ impl Backend {
     pub fn rm_clid(&self, client: &ClientInfo) {
         let _guard = self.records.read().unwrap_or_else(|e| e.into_inner());
         for key in self.keys_of(client, true) {
-            match self.store.get(&key) {
-                Ok(Some(bytes)) => match ClientRecord::decode(&bytes) {
-                    Ok(rec) if rec.clientid != client.clientid => {
-                        log::debug!(
-                            "rm_clid {:#x}: {key} belongs to client {:#x}; kept",
-                            client.clientid,
-                            rec.clientid
-                        );
-                        continue;
-                    }
-                    _ => {}
-                },
-                Ok(None) => continue,
-                Err(e) => log::warn!("rm_clid {:#x}: reading {key}: {e}", client.clientid),
-            }
-            match self.store.delete(&key) {
-                Ok(_) => log::debug!("rm_clid {:#x}: removed {key}", client.clientid),
+            // A newer incarnation (same tag, new client id) keeps its record; an unreadable
+            // record goes.
+            let ours = |bytes: &[u8]| {
+                ClientRecord::decode(bytes).map_or(true, |rec| rec.clientid == client.clientid)
+            };
+            match self.store.delete_if(&key, &ours) {
+                Ok(true) => log::debug!("rm_clid {:#x}: removed {key}", client.clientid),
+                Ok(false) => log::debug!(
+                    "rm_clid {:#x}: {key} absent or another client's; kept",
+                    client.clientid
+                ),
                 Err(e) => log::error!("rm_clid {:#x}: {e}", client.clientid),
             }
         }
@@ -690,8 +685,7 @@ impl Backend {
             let spawned = std::thread::Builder::new()
                 .name("gctdb-end-grace".into())
                 .spawn(move || {
-                    let _guard = records.write().unwrap_or_else(|e| e.into_inner());
-                    let removed = drop_unreclaimed(store.as_ref(), offered);
+                    let removed = drop_unreclaimed(store.as_ref(), &records, offered);
                     log::info!(
                         "grace epoch {epoch} ended; {removed} client(s) that did not reclaim \
                          lost their records"
@@ -704,8 +698,7 @@ impl Backend {
         }
         self.write_grace(&st);
         drop(st);
-        let _guard = self.records.write().unwrap_or_else(|e| e.into_inner());
-        let removed = drop_unreclaimed(self.store.as_ref(), offered);
+        let removed = drop_unreclaimed(self.store.as_ref(), &self.records, offered);
         log::info!(
             "grace epoch {epoch} ended; {removed} client(s) that did not reclaim lost their records"
         );
@@ -722,20 +715,27 @@ impl Backend {
 }
 
 /// Deletes each offered record whose stamp did not change since it was offered (its client
-/// did not reclaim); returns how many.
-fn drop_unreclaimed(store: &dyn Store, offered: HashMap<String, String>) -> usize {
+/// did not reclaim); returns how many. `records` is taken exclusively per record, not for
+/// the whole run: a reclaim writing that record waits for its check and delete, while the
+/// hooks are not held up for every record of a large grace period.
+fn drop_unreclaimed(
+    store: &dyn Store,
+    records: &RwLock<()>,
+    offered: HashMap<String, String>,
+) -> usize {
     let mut removed = 0usize;
     for (key, stamp) in offered {
-        match store.get(&key) {
-            Ok(Some(bytes)) => match ClientRecord::decode(&bytes) {
-                Ok(rec) if rec.stamp == stamp => match store.delete(&key) {
-                    Ok(_) => removed += 1,
-                    Err(e) => log::error!("end_grace: {e}"),
-                },
-                Ok(_) => {} // rewritten: the client reclaimed
-                Err(e) => log::warn!("end_grace: record {key:?} unreadable ({e}); kept"),
-            },
-            Ok(None) => {}
+        let unreclaimed = |bytes: &[u8]| match ClientRecord::decode(bytes) {
+            Ok(rec) => rec.stamp == stamp, // rewritten: the client reclaimed
+            Err(e) => {
+                log::warn!("end_grace: record {key:?} unreadable ({e}); kept");
+                false
+            }
+        };
+        let _guard = records.write().unwrap_or_else(|e| e.into_inner());
+        match store.delete_if(&key, &unreclaimed) {
+            Ok(true) => removed += 1,
+            Ok(false) => {}
             Err(e) => log::error!("end_grace: {e}"),
         }
     }

@@ -44,10 +44,6 @@ impl CtdbStore {
         })
     }
 
-    pub fn api(&self) -> &dyn CtdbApi {
-        self.api.as_ref()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -118,12 +114,19 @@ impl Store for CtdbStore {
     }
 
     fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        self.delete_if(key, &|_| true)
+    }
+
+    // One fetch and one transaction (`delete` after `get` would fetch twice).
+    fn delete_if(&self, key: &str, doomed: &dyn Fn(&[u8]) -> bool) -> Result<bool, StoreError> {
         check_key(key)?;
-        let existed = self.get(key)?.is_some();
-        if existed {
-            self.write((key.as_bytes().to_vec(), None), key)?;
+        match self.get(key)? {
+            Some(v) if doomed(&v) => {
+                self.write((key.as_bytes().to_vec(), None), key)?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
-        Ok(existed)
     }
 
     fn scan(&self, prefix: &str) -> Result<Scan, StoreError> {
@@ -175,6 +178,7 @@ mod tests {
     struct FakeCtdb {
         db: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
         transactions: AtomicUsize,
+        fetches: AtomicUsize,
         fail: std::sync::atomic::AtomicBool,
     }
 
@@ -204,6 +208,7 @@ mod tests {
             Ok(())
         }
         fn fetch(&self, _db: &str, key: &[u8]) -> CResult<Option<Vec<u8>>> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
             Ok(self.db.lock().unwrap().get(key).cloned())
         }
         fn traverse(&self, _db: &str) -> CResult<Traverse> {
@@ -253,5 +258,25 @@ mod tests {
         assert!(store.delete("a").unwrap());
         assert!(!store.delete("a").unwrap());
         assert_eq!(store.get("a").unwrap(), None);
+    }
+
+    #[test]
+    fn delete_if_is_one_fetch_and_at_most_one_transaction() {
+        let fake = Arc::new(FakeCtdb::default());
+        let store = CtdbStore::open(Box::new(fake.clone()), "t.tdb").unwrap();
+        store.put("a", b"old").unwrap();
+        let counts = || {
+            (
+                fake.fetches.swap(0, Ordering::SeqCst),
+                fake.transactions.swap(0, Ordering::SeqCst),
+            )
+        };
+        counts();
+        assert!(!store.delete_if("a", &|v| v == b"new").unwrap());
+        assert_eq!(counts(), (1, 0), "kept: one fetch, nothing written");
+        assert!(store.delete_if("a", &|v| v == b"old").unwrap());
+        assert_eq!(counts(), (1, 1));
+        assert_eq!(store.get("a").unwrap(), None);
+        assert!(!store.delete("a").unwrap());
     }
 }

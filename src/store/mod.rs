@@ -74,6 +74,14 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Removes `key` durably; `Ok(false)` when it was not there.
     fn delete(&self, key: &str) -> Result<bool, StoreError>;
+    /// Removes `key` if its value is `doomed`; `Ok(false)` when absent or kept. Not atomic:
+    /// it narrows, not closes, the window in which another writer replaces the value.
+    fn delete_if(&self, key: &str, doomed: &dyn Fn(&[u8]) -> bool) -> Result<bool, StoreError> {
+        match self.get(key)? {
+            Some(v) if doomed(&v) => self.delete(key),
+            _ => Ok(false),
+        }
+    }
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &str) -> Result<Scan, StoreError>;
     /// For log lines and `ganesha-ctdb status`: what and where this store is.

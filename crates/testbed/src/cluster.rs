@@ -2,13 +2,11 @@
 //! and /run, as ctdb-runtime.md describes), optional D-Bus + ganesha.nfsd per node.
 
 use crate::procs;
-use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -171,18 +169,6 @@ fn write(path: &Path, text: &str) -> Result<()> {
 
 fn mkdir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))
-}
-
-/// Connects to `addr` from inside namespace `ns`.
-pub fn connect_in(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let f = fs::File::open(&path)?;
-        setns(&f, CloneFlags::CLONE_NEWNET).map_err(io::Error::other)?;
-        TcpStream::connect_timeout(&addr, timeout)
-    })
-    .join()
-    .map_err(|_| io::Error::other("connect thread panicked"))?
 }
 
 impl Cluster {
@@ -648,8 +634,8 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if connect_in(
-                &n.ns,
+            if nfs4_client::netns::connect(
+                Some(&n.ns),
                 "127.0.0.1:2049".parse().map_err(|_| "addr")?,
                 Duration::from_secs(1),
             )

@@ -596,33 +596,39 @@ fn tell_ganesha(event: &str, arg: &str) -> bool {
 fn wait_for_enforcement(grace_db: &str) {
     let tool = CtdbTool::new();
     let start = std::time::Instant::now();
+    let store = CtdbStore::open(Box::new(tool.clone()), grace_db).map_err(|e| e.to_string());
     loop {
-        let lagging = (|| -> Result<Vec<String>, String> {
-            let t = tool.traverse(grace_db).map_err(|e| e.to_string())?;
-            let live = tool.nodes().map_err(|e| e.to_string())?;
-            let mut records = BTreeMap::new();
-            for (k, v) in t.records {
-                let k = String::from_utf8_lossy(&k).into_owned();
-                if let (Some(node), Ok(r)) = (k.strip_prefix(GRACE_PREFIX), GraceRecord::decode(&v))
-                {
-                    records.insert(node.to_string(), r.cluster);
-                }
-            }
+        // What still stands in the way of cluster_grace::may_release_ip, in words.
+        let lagging = store.as_ref().map_err(Clone::clone).and_then(|store| {
+            let records = read_grace(store)?;
+            let nodes = tool.nodes().map_err(|e| e.to_string())?;
+            let me = nodes
+                .iter()
+                .find(|n| n.this_node)
+                .map(|n| n.pnn.to_string())
+                .ok_or("ctdb did not mark this node")?;
             let view = ClusterView {
-                records,
-                live: live
+                records: records.into_iter().map(|(n, r)| (n, r.cluster)).collect(),
+                live: nodes
                     .iter()
                     .filter(|n| n.live)
                     .map(|n| n.pnn.to_string())
                     .collect(),
             };
-            Ok(view
+            if cluster_grace::may_release_ip(&view, &me) {
+                return Ok(Vec::new());
+            }
+            let mut lagging: Vec<String> = view
                 .live
                 .iter()
                 .filter(|n| !view.record(n).enforcing)
-                .cloned()
-                .collect())
-        })();
+                .map(|n| format!("node {n} not enforcing"))
+                .collect();
+            if !view.record(&me).need_grace {
+                lagging.push(format!("node {me}'s own need for grace not stored yet"));
+            }
+            Ok(lagging)
+        });
         match lagging {
             Ok(l) if l.is_empty() => {
                 println!(
@@ -633,8 +639,9 @@ fn wait_for_enforcement(grace_db: &str) {
             }
             Ok(l) if start.elapsed() > RELEASE_WAIT => {
                 eprintln!(
-                    "ganesha-ctdb: releaseip: node(s) {l:?} did not enter grace within \
-                     {RELEASE_WAIT:?}; releasing anyway (is their nfs-ganesha running?)"
+                    "ganesha-ctdb: releaseip: still {} after {RELEASE_WAIT:?}; releasing anyway \
+                     (is nfs-ganesha running on those nodes?)",
+                    l.join(", ")
                 );
                 return;
             }

@@ -6,23 +6,9 @@
 
 use nlm_client::{Lock, NlmClient, NlmStat};
 use serial_test::serial;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Node {
-    ns: String,
-    daemons: Option<Child>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemons.take() {
-            testbed::procs::kill_tree(c.id() as i32, Duration::from_secs(10));
-            let _ = c.wait();
-        }
-        testbed::procs::remove_netns(&self.ns);
-    }
-}
+use testbed::procs::Netns;
 
 fn client(ns: &str, caller: &str) -> NlmClient {
     let ns = ns.to_string();
@@ -68,32 +54,19 @@ fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
         ),
     )
     .unwrap();
-    let mut node = Node {
-        ns: format!("gctdb-nlm{}", std::process::id()),
-        daemons: None,
-    };
-    assert!(Command::new("ip")
-        .args(["netns", "add", &node.ns])
-        .status()
-        .unwrap()
-        .success());
-    assert!(Command::new("ip")
-        .args(["-n", &node.ns, "link", "set", "lo", "up"])
-        .status()
-        .unwrap()
-        .success());
+    let mut node = Netns::new(format!("gctdb-nlm{}", std::process::id())).unwrap();
     let script = format!(
         "mount -t tmpfs tmpfs /run && mkdir -p /run/ganesha && \
          rpcbind -f -w & sleep 0.5; rpc.statd -F -L -P {w}/statd & sleep 0.5; \
          exec /usr/bin/ganesha.nfsd -F -N NIV_EVENT -L {w}/ganesha.log -f {w}/ganesha.conf -p {w}/ganesha.pid",
         w = w.display()
     );
-    node.daemons = Some(
+    node.children.push(
         Command::new("ip")
             .args([
                 "netns",
                 "exec",
-                &node.ns,
+                &node.name,
                 "unshare",
                 "-m",
                 "--propagation",
@@ -107,7 +80,7 @@ fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
             .unwrap(),
     );
     let log = || std::fs::read_to_string(w.join("ganesha.log")).unwrap_or_default();
-    let a = client(&node.ns, "127.0.0.1");
+    let a = client(&node.name, "127.0.0.1");
     let started = Instant::now();
     let root = loop {
         match a.mount(&w.join("export").display().to_string()) {
@@ -147,7 +120,7 @@ fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
             other => panic!("lock during start-up: {other:?}\n{}", log()),
         }
     }
-    let b = client(&node.ns, "127.0.0.2");
+    let b = client(&node.name, "127.0.0.2");
     let theirs = Lock {
         owner: b"owner-b".to_vec(),
         svid: 2,

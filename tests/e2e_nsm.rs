@@ -12,24 +12,9 @@ mod common;
 
 use common::run;
 use serial_test::serial;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Ns {
-    name: String,
-    daemons: Option<Child>,
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        if let Some(c) = self.daemons.take() {
-            testbed::procs::kill_tree(c.id() as i32, Duration::from_secs(5));
-            let mut c = c;
-            let _ = c.wait();
-        }
-        testbed::procs::remove_netns(&self.name);
-    }
-}
+use testbed::procs::Netns;
 
 #[test]
 #[serial]
@@ -40,12 +25,7 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
         std::fs::create_dir_all(w.join(d)).unwrap();
     }
     std::fs::create_dir_all(w.join("store")).unwrap();
-    let mut ns = Ns {
-        name: format!("gctdb-nsm{}", std::process::id()),
-        daemons: None,
-    };
-    run(Command::new("ip").args(["netns", "add", &ns.name]));
-    run(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+    let mut ns = Netns::new(format!("gctdb-nsm{}", std::process::id())).unwrap();
     // X, the server's public IP, and the client's address.
     for a in ["10.99.0.1/32", "10.99.0.2/32"] {
         run(Command::new("ip").args(["-n", &ns.name, "addr", "add", a, "dev", "lo"]));
@@ -56,7 +36,7 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
         w.join("statd").display()
     );
     let log = std::fs::File::create(w.join("statd.log")).unwrap();
-    ns.daemons = Some(
+    ns.children.push(
         Command::new("ip")
             .args([
                 "netns",

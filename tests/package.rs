@@ -12,6 +12,7 @@ use serial_test::serial;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use testbed::procs::Netns;
 
 const FILES: &[&str] = &[
     "/usr/lib/ganesha-ctdb/libganesha_ctdb_recov.so",
@@ -107,13 +108,12 @@ fn the_deb_installs_loads_into_the_real_ganesha_and_purges_cleanly() {
         ),
     )
     .unwrap();
-    let ns = format!("gctdb-pkg{}", std::process::id());
-    run(Command::new("ip").args(["netns", "add", &ns]));
-    let mut ganesha = Command::new("ip")
+    let mut ns = Netns::new(format!("gctdb-pkg{}", std::process::id())).unwrap();
+    let ganesha = Command::new("ip")
         .args([
             "netns",
             "exec",
-            &ns,
+            &ns.name,
             "/usr/bin/ganesha.nfsd",
             "-F",
             "-N",
@@ -130,20 +130,20 @@ fn the_deb_installs_loads_into_the_real_ganesha_and_purges_cleanly() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let pid = ganesha.id();
+    ns.children.push(ganesha);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut maps = String::new();
     let mut log = String::new();
     while Instant::now() < deadline {
         log = std::fs::read_to_string(w.join("ganesha.log")).unwrap_or_default();
-        maps = std::fs::read_to_string(format!("/proc/{}/maps", ganesha.id())).unwrap_or_default();
+        maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
         if log.contains("recovery backend ready") && maps.contains("/usr/lib/ganesha-ctdb/") {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = ganesha.kill();
-    let _ = ganesha.wait();
-    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    drop(ns);
     assert!(log.contains("recovery backend ready"), "{log}");
     assert!(
         maps.contains("/usr/lib/ganesha-ctdb/libganesha_ctdb_recov.so"),

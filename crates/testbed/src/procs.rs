@@ -74,3 +74,43 @@ pub fn remove_netns(ns: &str) {
         .args(["netns", "del", ns])
         .status();
 }
+
+/// A network namespace a test made (loopback up) and the processes it started there.
+/// Dropping it kills those (and anything else left in the namespace) by pid and deletes it,
+/// also when the test panics.
+pub struct Netns {
+    pub name: String,
+    pub children: Vec<std::process::Child>,
+}
+
+impl Netns {
+    pub fn new(name: String) -> Result<Netns, String> {
+        let ns = Netns {
+            name,
+            children: Vec::new(),
+        };
+        for args in [
+            vec!["netns", "add", &ns.name],
+            vec!["-n", &ns.name, "link", "set", "lo", "up"],
+        ] {
+            let st = std::process::Command::new("ip")
+                .args(&args)
+                .status()
+                .map_err(|e| format!("ip {args:?}: {e}"))?;
+            if !st.success() {
+                return Err(format!("ip {args:?}: {st}"));
+            }
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for mut c in self.children.drain(..) {
+            kill_tree(c.id() as i32, Duration::from_secs(10));
+            let _ = c.wait();
+        }
+        remove_netns(&self.name);
+    }
+}

@@ -91,27 +91,10 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                "/usr/bin/ganesha.nfsd",
-                "-F",
-                "-N",
-                "NIV_EVENT",
-            ])
-            .arg("-L")
-            .arg(self.path("ganesha.log"))
-            .arg("-f")
-            .arg(self.path("ganesha.conf"))
-            .arg("-p")
-            .arg(self.path("run/ganesha.pid"))
-            .env("LD_LIBRARY_PATH", self.path("lib"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ganesha.nfsd");
+        let child =
+            testbed::cluster::ganesha_command(&self.ns, self.work.path(), &self.path("lib"))
+                .spawn()
+                .expect("spawn ganesha.nfsd");
         self.child = Some(child);
     }
 

@@ -58,8 +58,9 @@ fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
     let script = format!(
         "mount -t tmpfs tmpfs /run && mkdir -p /run/ganesha && \
          rpcbind -f -w & sleep 0.5; rpc.statd -F -L -P {w}/statd & sleep 0.5; \
-         exec /usr/bin/ganesha.nfsd -F -N NIV_EVENT -L {w}/ganesha.log -f {w}/ganesha.conf -p {w}/ganesha.pid",
-        w = w.display()
+         exec {ganesha}",
+        w = w.display(),
+        ganesha = testbed::cluster::ganesha_args(w).join(" ")
     );
     node.children.push(
         Command::new("ip")

@@ -109,25 +109,7 @@ fn the_deb_installs_loads_into_the_real_ganesha_and_purges_cleanly() {
     )
     .unwrap();
     let mut ns = Netns::new(format!("gctdb-pkg{}", std::process::id())).unwrap();
-    let ganesha = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "/usr/bin/ganesha.nfsd",
-            "-F",
-            "-N",
-            "NIV_EVENT",
-        ])
-        .arg("-L")
-        .arg(w.join("ganesha.log"))
-        .arg("-f")
-        .arg(w.join("ganesha.conf"))
-        .arg("-p")
-        .arg(w.join("ganesha.pid"))
-        .env("LD_LIBRARY_PATH", &ld_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let ganesha = testbed::cluster::ganesha_command(&ns.name, w, Path::new(&ld_path))
         .spawn()
         .unwrap();
     let pid = ganesha.id();

@@ -167,6 +167,36 @@ fn write(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
 }
 
+/// ganesha.nfsd in the foreground, its config, log and pid file in `dir` (the layout every
+/// test uses); as arguments (`ganesha_command`) or joined for a shell script.
+pub fn ganesha_args(dir: &Path) -> Vec<String> {
+    let d = dir.display();
+    ["/usr/bin/ganesha.nfsd", "-F", "-N", "NIV_EVENT"]
+        .into_iter()
+        .map(String::from)
+        .chain([
+            "-L".into(),
+            format!("{d}/ganesha.log"),
+            "-f".into(),
+            format!("{d}/ganesha.conf"),
+            "-p".into(),
+            format!("{d}/ganesha.pid"),
+        ])
+        .collect()
+}
+
+/// `ip netns exec <ns>` ganesha.nfsd (`ganesha_args`), loading libraries from `lib` first;
+/// its output discarded (it logs to `dir`/ganesha.log).
+pub fn ganesha_command(ns: &str, dir: &Path, lib: &Path) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns])
+        .args(ganesha_args(dir))
+        .env("LD_LIBRARY_PATH", lib)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
 fn mkdir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))
 }
@@ -578,9 +608,7 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
                 export.display()
             ),
         )?;
-        let ganesha_args = format!(
-            "/usr/bin/ganesha.nfsd -F -N NIV_EVENT -L {b}/ganesha.log -f {b}/ganesha.conf -p {b}/run/ganesha.pid"
-        );
+        let ganesha_args = ganesha_args(&n.base).join(" ");
         let mut cmd = Command::new("ip");
         match &g.nlm_callout {
             None => {

@@ -941,20 +941,20 @@ mod tests {
         }
     }
 
+    /// Node 0 of a cluster whose ctdbd is `ctdb`, records and grace records in `store`.
+    fn node0(store: Arc<MemoryStore>, ctdb: &Arc<IpLister>) -> Backend {
+        let cluster = ClusterNode {
+            pnn: 0,
+            ctdb: Arc::new(ctdb.clone()),
+        };
+        Backend::from_parts(store.clone(), store, "0", Some(cluster)).unwrap()
+    }
+
     #[test]
     fn v4_0_clients_are_filed_from_one_ip_list_until_the_next_grace_event() {
         let lister = Arc::new(IpLister::default());
         let store = Arc::new(MemoryStore::new());
-        let b = Backend::from_parts(
-            store.clone(),
-            store.clone(),
-            "0",
-            Some(ClusterNode {
-                pnn: 0,
-                ctdb: Arc::new(lister.clone()),
-            }),
-        )
-        .unwrap();
+        let b = node0(store.clone(), &lister);
         let v40 = |id: u64, owner: &str| ClientInfo {
             minor_version: 0,
             ..client(id, owner, None)
@@ -994,16 +994,7 @@ mod tests {
             ..GraceRecord::default()
         };
         store.put(&grace_key("0"), &held.encode()).unwrap();
-        let b = Backend::from_parts(
-            store.clone(),
-            store,
-            "0",
-            Some(ClusterNode {
-                pnn: 0,
-                ctdb: Arc::new(Arc::new(IpLister::default())),
-            }),
-        )
-        .unwrap();
+        let b = node0(store, &Arc::new(IpLister::default()));
         let st = b.state();
         assert!(st.grace.held);
         assert!(
@@ -1016,16 +1007,7 @@ mod tests {
     fn only_a_membership_ctdb_told_can_make_a_node_look_gone() {
         let ctdb = Arc::new(IpLister::default());
         let store = Arc::new(MemoryStore::new());
-        let b = Backend::from_parts(
-            store.clone(),
-            store,
-            "0",
-            Some(ClusterNode {
-                pnn: 0,
-                ctdb: Arc::new(ctdb.clone()),
-            }),
-        )
-        .unwrap();
+        let b = node0(store, &ctdb);
         let live = |l: Option<Vec<u32>>| *ctdb.live.lock().unwrap() = l;
         live(Some(vec![0, 1]));
         b.refresh_grace_view();

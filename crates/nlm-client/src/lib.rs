@@ -43,9 +43,8 @@ impl From<u32> for NlmStat {
 
 #[derive(Debug)]
 pub enum Error {
+    /// Transport, decoding or RPC-level failure (RpcError carries I/O and XDR errors).
     Rpc(RpcError),
-    Xdr(XdrError),
-    Io(io::Error),
     /// A MOUNT or NFS3 status other than OK.
     Status {
         what: &'static str,
@@ -61,8 +60,6 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Rpc(e) => write!(f, "{e}"),
-            Error::Xdr(e) => write!(f, "{e}"),
-            Error::Io(e) => write!(f, "{e}"),
             Error::Status { what, status } => write!(f, "{what}: status {status}"),
             Error::NotRegistered { prog, vers } => {
                 write!(
@@ -83,12 +80,12 @@ impl From<RpcError> for Error {
 }
 impl From<XdrError> for Error {
     fn from(e: XdrError) -> Self {
-        Error::Xdr(e)
+        Error::Rpc(e.into())
     }
 }
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
-        Error::Io(e)
+        Error::Rpc(e.into())
     }
 }
 

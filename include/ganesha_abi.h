@@ -100,6 +100,31 @@ typedef void (*display_log_component_level_fn)(int component, const char *file, 
 #define GSH62_CID_MINORVERSION_OFF 1200
 #define GSH62_CID_GSH_CLIENT_OFF 1216
 #define GSH62_CID_SIZE 1256
+/* Releasing a client the way Ganesha's reaper does (its lease is over): nfs_client_id_t's
+ * cid_last_renew (time_t) and cid_mutex (pthread_mutex_t, held by Ganesha around every
+ * lease update), the same in 4.3, 5.9 and 6.2 (sal_data.h). */
+#define GSH_CID_LAST_RENEW_OFF 24
+#define GSH_CID_MUTEX_OFF 128
+#define GSH_CONFIRMED_CLIENT_ID 1     /* nfs_clientid_confirm_state_t */
+/* hashtable_for_each(ht, cb, arg) hands cb each struct rbt_node; its rbt_opaq is the
+ * struct hash_data whose val.addr is the nfs_client_id_t (hashtable.h, all versions). */
+#define GSH_RBT_OPAQ_OFF 48
+#define GSH_HASH_DATA_VAL_ADDR_OFF 16
+/* The request an NFSv4.0 SETCLIENTID_CONFIRM (add_clid) runs in, 4.3 only: the TLS op_ctx
+ * points to a struct req_op_context (fsal_api.h) whose caller_addr is
+ * svc_getrpccaller(xprt) == &xprt->xp_remote.ss (nfs_worker_thread.c). In libntirpc 4.3's
+ * SVCXPRT (rpc/svc.h) xp_local immediately precedes xp_remote, each a struct rpc_address:
+ * a struct netbuf { u_int maxlen, len; void *buf; } (16 bytes) then a sockaddr_storage
+ * (128 bytes), and for a TCP connection nb.buf points at its own ss (__rpc_address_setup).
+ */
+#define GSH43_OPCTX_CALLER_ADDR_OFF 88  /* sockaddr_t * */
+#define GSH43_OPCTX_NFS_VERS_OFF 104    /* uint32_t */
+#define GSH43_OPCTX_NFS_MINORVERS_OFF 108 /* uint32_t */
+#define GSH43_OPCTX_CLIENT_OFF 120      /* struct gsh_client * */
+#define GSH_NTIRPC_RPC_ADDRESS_SIZE 144 /* struct rpc_address */
+#define GSH_NTIRPC_NETBUF_LEN_OFF 4     /* within struct netbuf, which precedes ss by 16 */
+#define GSH_NTIRPC_NETBUF_BUF_OFF 8
+
 /* nfs_client_record_t, all versions */
 #define GSH_CR_SERVER_ADDR_OFF 64     /* uint32_t, host byte order, 0 for NFSv4.0 */
 #define GSH_CR_CLIENT_VAL_LEN_OFF 72  /* int */

@@ -6,7 +6,7 @@ use super::bindings::{
     add_clid_entry_hook, add_rfh_entry_hook, config_error_type, nfs4_recovery_backend,
     nfs_client_id_t, nfs_fh4, nfs_grace_start_t, GSH_CID_RECOV_TAG_OFF,
 };
-use super::layout::{layout_for, read_client, Layout, SUPPORTED};
+use super::layout::{layout_for, read_client, request_server_addr, Layout, SUPPORTED};
 use super::symbols::ganesha;
 use super::{config, guard, logging};
 use crate::backend::{Backend, ClientInfo, GraceStart};
@@ -120,6 +120,7 @@ extern "C" fn recovery_init() -> c_int {
             Ok(backend) => {
                 log::info!("recovery backend ready for Ganesha {} layout", layout.name);
                 let backend = Arc::new(backend);
+                backend.set_releaser(Arc::new(super::release::ReaperRelease));
                 let cluster = backend.is_cluster();
                 *RUNNING.write().unwrap_or_else(|e| e.into_inner()) = Some(Running {
                     backend: backend.clone(),
@@ -241,9 +242,20 @@ extern "C" fn add_clid(cid: *mut nfs_client_id_t) {
         let Some((backend, layout)) = running() else {
             return;
         };
-        let Some(client) = client_of("add_clid", cid, &layout) else {
+        let Some(mut client) = client_of("add_clid", cid, &layout) else {
             return;
         };
+        if client.minor_version == 0 && client.server_addr.is_none() {
+            // SAFETY: add_clid runs on the thread of the SETCLIENTID_CONFIRM request, with
+            // the live client Ganesha passed (cid_mutex held).
+            match unsafe { request_server_addr(cid as *const c_void, &layout) } {
+                Ok(addr) => client.server_addr = Some(addr),
+                Err(why) => log::debug!(
+                    "add_clid {:#x}: server address of the NFSv4.0 connection unknown: {why}",
+                    client.clientid
+                ),
+            }
+        }
         let (tag, _stored) = backend.add_clid(&client);
         // Ganesha frees cid_recov_tag with free(): it must come from malloc.
         let len = tag.len();

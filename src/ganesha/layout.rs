@@ -6,7 +6,7 @@ use super::bindings as b;
 use crate::backend::ClientInfo;
 use std::ffi::c_void;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -15,15 +15,40 @@ pub struct Layout {
     cid_gsh_client: usize,
     /// COMPONENT_STATE's index in Ganesha's log component table.
     pub component_state: usize,
+    /// Where the request context add_clid runs in keeps the connection (None: not
+    /// measured for this version; NFSv4.0 clients are then filed by their owner string).
+    request: Option<RequestLayout>,
+}
+
+/// Offsets into Ganesha's struct req_op_context (see include/ganesha_abi.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RequestLayout {
+    caller_addr: usize,
+    nfs_vers: usize,
+    nfs_minorvers: usize,
+    client: usize,
 }
 
 pub const COMPONENT_CLIENTID: usize = b::GSH_COMPONENT_CLIENTID as usize;
 
-const V4: Layout = Layout {
-    name: "4.3/5.x",
+const V4_3: Layout = Layout {
+    name: "4.3",
     cid_minorversion: b::GSH43_CID_MINORVERSION_OFF as usize,
     cid_gsh_client: b::GSH43_CID_GSH_CLIENT_OFF as usize,
     component_state: b::GSH_COMPONENT_STATE_V4 as usize,
+    request: Some(RequestLayout {
+        caller_addr: b::GSH43_OPCTX_CALLER_ADDR_OFF as usize,
+        nfs_vers: b::GSH43_OPCTX_NFS_VERS_OFF as usize,
+        nfs_minorvers: b::GSH43_OPCTX_NFS_MINORVERS_OFF as usize,
+        client: b::GSH43_OPCTX_CLIENT_OFF as usize,
+    }),
+};
+
+/// 5.x: the client struct as 4.3; its request context was not measured.
+const V5: Layout = Layout {
+    name: "5.x",
+    request: None,
+    ..V4_3
 };
 
 const V6: Layout = Layout {
@@ -31,13 +56,15 @@ const V6: Layout = Layout {
     cid_minorversion: b::GSH62_CID_MINORVERSION_OFF as usize,
     cid_gsh_client: b::GSH62_CID_GSH_CLIENT_OFF as usize,
     component_state: b::GSH_COMPONENT_STATE_V6 as usize,
+    request: None,
 };
 
 /// The versions whose layouts were measured: 4.3 (Debian 12's binaries and the source),
 /// every 5.x (unchanged from 4.3 up to 5.9 for every field we read) and 6.2.
 pub fn layout_for(version: (u32, u32)) -> Option<Layout> {
     match version {
-        (4, 3) | (5, _) => Some(V4),
+        (4, 3) => Some(V4_3),
+        (5, _) => Some(V5),
         (6, 2) => Some(V6),
         _ => None,
     }
@@ -58,7 +85,7 @@ impl fmt::Display for LayoutError {
 ///
 /// # Safety
 /// `base + off .. + size_of::<T>()` must be readable memory of the struct in question.
-unsafe fn field<T: Copy>(base: *const c_void, off: usize) -> T {
+pub(super) unsafe fn field<T: Copy>(base: *const c_void, off: usize) -> T {
     std::ptr::read_unaligned((base as *const u8).add(off) as *const T)
 }
 
@@ -111,9 +138,104 @@ pub unsafe fn read_client(cid: *const c_void, layout: &Layout) -> Result<ClientI
         clientid,
         owner,
         caller_addr,
-        server_addr: (server != 0).then(|| Ipv4Addr::from(server)),
+        server_addr: (server != 0).then(|| IpAddr::V4(Ipv4Addr::from(server))),
         minor_version,
     })
+}
+
+/// The server address of the connection the calling hook's request came in on, for an
+/// NFSv4.0 client (whose client record has none): read from Ganesha's request context and
+/// ntirpc's transport, and only trusted when every cross-check holds — the request is
+/// NFSv4.0 from this very client (same gsh_client), and both of the transport's address
+/// buffers point at their own storage, which is where a TCP connection's do and nothing
+/// else's would. The reason is returned when it cannot be learned.
+///
+/// # Safety
+/// `cid` must be a live nfs_client_id_t of the version `layout` was chosen for, and the
+/// call must run on the thread of the hook Ganesha called with it (add_clid).
+pub unsafe fn request_server_addr(cid: *const c_void, layout: &Layout) -> Result<IpAddr, String> {
+    let Some(req) = layout.request else {
+        return Err(format!(
+            "Ganesha {}'s request context is not known to ganesha-ctdb",
+            layout.name
+        ));
+    };
+    if cid.is_null() {
+        return Err("no client".into());
+    }
+    addr_from_request(
+        super::symbols::current_op_ctx(),
+        cid,
+        &req,
+        layout.cid_gsh_client,
+    )
+}
+
+/// request_server_addr on an explicit request context (tests build one).
+///
+/// # Safety
+/// `ctx` is null or a live req_op_context of the layout `req` describes; `cid` a live client.
+unsafe fn addr_from_request(
+    ctx: *const c_void,
+    cid: *const c_void,
+    req: &RequestLayout,
+    cid_gsh_client: usize,
+) -> Result<IpAddr, String> {
+    if ctx.is_null() {
+        return Err("the hook runs outside a request".into());
+    }
+    let vers: u32 = field(ctx, req.nfs_vers);
+    let minor: u32 = field(ctx, req.nfs_minorvers);
+    if (vers, minor) != (4, 0) {
+        return Err(format!("the request is NFS {vers}.{minor}, not 4.0"));
+    }
+    let ctx_client: *const c_void = field(ctx, req.client);
+    let cid_client: *const c_void = field(cid, cid_gsh_client);
+    if ctx_client.is_null() || ctx_client != cid_client {
+        return Err("the request comes from another client".into());
+    }
+    let remote: *const u8 = field(ctx, req.caller_addr);
+    if remote.is_null() {
+        return Err("the request has no caller address".into());
+    }
+    // Each address of the transport: a struct netbuf (16 bytes) right before its storage.
+    let netbuf = |ss: *const u8| ss.sub(16) as *const c_void;
+    let size = b::GSH_NTIRPC_RPC_ADDRESS_SIZE as usize;
+    let local = remote.sub(size);
+    let remote_buf: *const u8 = field(netbuf(remote), b::GSH_NTIRPC_NETBUF_BUF_OFF as usize);
+    let local_buf: *const u8 = field(netbuf(local), b::GSH_NTIRPC_NETBUF_BUF_OFF as usize);
+    if remote_buf != remote || local_buf != local {
+        return Err("the caller address is not a connection's (ntirpc layout differs?)".into());
+    }
+    let len: u32 = field(netbuf(local), b::GSH_NTIRPC_NETBUF_LEN_OFF as usize);
+    sockaddr_ip(std::slice::from_raw_parts(local, 128), len as usize)
+}
+
+/// The address in a sockaddr_in/sockaddr_in6 of `len` bytes; IPv4-mapped IPv6 addresses
+/// (a dual-stack listener's view of an IPv4 connection) as the IPv4 address they are.
+fn sockaddr_ip(ss: &[u8], len: usize) -> Result<IpAddr, String> {
+    let family = u16::from_ne_bytes([ss[0], ss[1]]);
+    let port = u16::from_be_bytes([ss[2], ss[3]]);
+    let ip = match (i32::from(family), len) {
+        (libc::AF_INET, 16) => IpAddr::V4(Ipv4Addr::new(ss[4], ss[5], ss[6], ss[7])),
+        (libc::AF_INET6, 28) => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&ss[8..24]);
+            let v6 = Ipv6Addr::from(a);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => {
+            return Err(format!(
+                "the local address is not IPv4/IPv6 (family {family}, {len} bytes)"
+            ))
+        }
+    };
+    if port == 0 || ip.is_unspecified() {
+        return Err(format!(
+            "the local address {ip} port {port} is not a connection's"
+        ));
+    }
+    Ok(ip)
 }
 
 /// gsh_client.hostaddr_str: inet_ntop output in a char[128]; must be NUL-terminated ASCII.
@@ -139,8 +261,8 @@ mod tests {
 
     #[test]
     fn only_measured_versions_have_layouts() {
-        assert_eq!(layout_for((4, 3)), Some(V4));
-        assert_eq!(layout_for((5, 9)), Some(V4));
+        assert_eq!(layout_for((4, 3)), Some(V4_3));
+        assert_eq!(layout_for((5, 9)), Some(V5));
         assert_eq!(layout_for((6, 2)), Some(V6));
         for v in [(4, 2), (3, 5), (6, 3), (7, 0)] {
             assert_eq!(layout_for(v), None, "{v:?}");
@@ -161,25 +283,138 @@ mod tests {
         cid[88..96].copy_from_slice(&(record.as_ptr() as usize).to_ne_bytes());
         cid[1192..1196].copy_from_slice(&1u32.to_ne_bytes());
         cid[1208..1216].copy_from_slice(&(gsh.as_ptr() as usize).to_ne_bytes());
-        let c = unsafe { read_client(cid.as_ptr() as *const c_void, &V4) }.unwrap();
+        let c = unsafe { read_client(cid.as_ptr() as *const c_void, &V4_3) }.unwrap();
         assert_eq!(c.clientid, 0x1234);
         assert_eq!(c.owner, b"a\0b/c");
         assert_eq!(c.caller_addr.as_deref(), Some("::ffff:10.0.0.9"));
-        assert_eq!(c.server_addr, Some(Ipv4Addr::new(10, 77, 1, 3)));
+        assert_eq!(c.server_addr, Some(IpAddr::V4(Ipv4Addr::new(10, 77, 1, 3))));
         assert_eq!(c.minor_version, 1);
         assert_eq!(c.tag(), "::ffff:10.0.0.9-(12:0x6100622f63)");
 
         // Hostile values are errors, not reads out of bounds.
         record[72..76].copy_from_slice(&(-1i32).to_ne_bytes());
-        assert!(unsafe { read_client(cid.as_ptr() as *const c_void, &V4) }.is_err());
+        assert!(unsafe { read_client(cid.as_ptr() as *const c_void, &V4_3) }.is_err());
         record[72..76].copy_from_slice(&5i32.to_ne_bytes());
         gsh[104..232].fill(b'x');
-        assert!(unsafe { read_client(cid.as_ptr() as *const c_void, &V4) }.is_err());
+        assert!(unsafe { read_client(cid.as_ptr() as *const c_void, &V4_3) }.is_err());
         cid[1208..1216].fill(0);
-        let c = unsafe { read_client(cid.as_ptr() as *const c_void, &V4) }.unwrap();
+        let c = unsafe { read_client(cid.as_ptr() as *const c_void, &V4_3) }.unwrap();
         assert_eq!(c.caller_addr, None);
         cid[88..96].fill(0);
-        assert!(unsafe { read_client(cid.as_ptr() as *const c_void, &V4) }.is_err());
-        assert!(unsafe { read_client(std::ptr::null(), &V4) }.is_err());
+        assert!(unsafe { read_client(cid.as_ptr() as *const c_void, &V4_3) }.is_err());
+        assert!(unsafe { read_client(std::ptr::null(), &V4_3) }.is_err());
+    }
+
+    /// ntirpc's xp_local then xp_remote (struct rpc_address each: netbuf, sockaddr_storage),
+    /// laid out as libntirpc 4.3's SVCXPRT has them, with a local address of `local`.
+    fn transport(local: &[u8]) -> Vec<u64> {
+        let mut x = vec![0u64; 2 * 144 / 8];
+        let base = x.as_mut_ptr() as *mut u8;
+        // SAFETY: writes stay inside the 288-byte buffer.
+        unsafe {
+            for (i, len) in [(0usize, local.len() as u32), (144, 28)] {
+                std::ptr::write_unaligned(base.add(i + 4) as *mut u32, len);
+                std::ptr::write_unaligned(base.add(i + 8) as *mut usize, base.add(i + 16) as usize);
+            }
+            std::ptr::copy_nonoverlapping(local.as_ptr(), base.add(16), local.len());
+        }
+        x
+    }
+
+    fn sockaddr_in(ip: [u8; 4], port: u16) -> Vec<u8> {
+        let mut s = vec![0u8; 16];
+        s[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        s[2..4].copy_from_slice(&port.to_be_bytes());
+        s[4..8].copy_from_slice(&ip);
+        s
+    }
+
+    fn sockaddr_in6(ip: Ipv6Addr, port: u16) -> Vec<u8> {
+        let mut s = vec![0u8; 28];
+        s[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        s[2..4].copy_from_slice(&port.to_be_bytes());
+        s[8..24].copy_from_slice(&ip.octets());
+        s
+    }
+
+    #[test]
+    fn an_nfsv4_0_clients_server_address_comes_from_its_own_connection() {
+        let req = V4_3.request.unwrap();
+        let gsh = [0u8; 360];
+        let other_gsh = [0u8; 360];
+        let mut cid = [0u8; 1216];
+        cid[1208..1216].copy_from_slice(&(gsh.as_ptr() as usize).to_ne_bytes());
+        let mut xprt = transport(&sockaddr_in6("::ffff:10.77.1.1".parse().unwrap(), 2049));
+        let remote = unsafe { (xprt.as_mut_ptr() as *mut u8).add(144 + 16) } as usize;
+        let mut ctx = [0u8; 256];
+        let put =
+            |ctx: &mut [u8; 256], off: usize, v: &[u8]| ctx[off..off + v.len()].copy_from_slice(v);
+        put(&mut ctx, req.nfs_vers, &4u32.to_ne_bytes());
+        put(&mut ctx, req.nfs_minorvers, &0u32.to_ne_bytes());
+        put(&mut ctx, req.client, &(gsh.as_ptr() as usize).to_ne_bytes());
+        put(&mut ctx, req.caller_addr, &remote.to_ne_bytes());
+        let read = |ctx: &[u8; 256]| unsafe {
+            addr_from_request(
+                ctx.as_ptr() as *const c_void,
+                cid.as_ptr() as *const c_void,
+                &req,
+                V4_3.cid_gsh_client,
+            )
+        };
+        assert_eq!(
+            read(&ctx),
+            Ok("10.77.1.1".parse().unwrap()),
+            "v4-mapped as IPv4"
+        );
+
+        // Every cross-check refuses on its own.
+        let mut c = ctx;
+        put(&mut c, req.nfs_minorvers, &1u32.to_ne_bytes());
+        assert!(read(&c).is_err(), "an NFSv4.1 request");
+        let mut c = ctx;
+        put(
+            &mut c,
+            req.client,
+            &(other_gsh.as_ptr() as usize).to_ne_bytes(),
+        );
+        assert!(read(&c).is_err(), "another client's request");
+        let mut c = ctx;
+        put(&mut c, req.caller_addr, &(remote + 8).to_ne_bytes());
+        assert!(read(&c).is_err(), "not a transport's address");
+        let mut c = ctx;
+        put(&mut c, req.caller_addr, &0usize.to_ne_bytes());
+        assert!(read(&c).is_err(), "no caller address");
+        assert!(unsafe {
+            addr_from_request(std::ptr::null(), cid.as_ptr() as *const c_void, &req, 1208)
+        }
+        .is_err());
+        // A UDP transport's local buffer points elsewhere (its pktinfo).
+        let base = xprt.as_mut_ptr() as *mut u8;
+        unsafe { std::ptr::write_unaligned(base.add(8) as *mut usize, 0x1000) };
+        assert!(read(&ctx).is_err(), "local buffer not its own");
+    }
+
+    #[test]
+    fn local_addresses_are_checked() {
+        let v4 = sockaddr_in([10, 77, 1, 2], 2049);
+        assert_eq!(sockaddr_ip(&pad(&v4), 16), Ok("10.77.1.2".parse().unwrap()));
+        let v6 = sockaddr_in6("fd00::5".parse().unwrap(), 2049);
+        assert_eq!(sockaddr_ip(&pad(&v6), 28), Ok("fd00::5".parse().unwrap()));
+        assert!(
+            sockaddr_ip(&pad(&v4), 28).is_err(),
+            "length of another family"
+        );
+        assert!(
+            sockaddr_ip(&pad(&sockaddr_in([10, 0, 0, 1], 0)), 16).is_err(),
+            "port 0"
+        );
+        assert!(sockaddr_ip(&pad(&sockaddr_in([0, 0, 0, 0], 2049)), 16).is_err());
+        assert!(sockaddr_ip(&[0u8; 128], 16).is_err(), "family 0");
+    }
+
+    fn pad(s: &[u8]) -> Vec<u8> {
+        let mut v = s.to_vec();
+        v.resize(128, 0);
+        v
     }
 }

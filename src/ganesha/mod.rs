@@ -17,6 +17,7 @@ pub mod config;
 mod exports;
 pub mod layout;
 pub mod logging;
+mod release;
 pub mod symbols;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

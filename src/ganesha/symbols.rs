@@ -20,9 +20,20 @@ pub struct Ganesha {
     pub load_config_from_parse: load_config_from_parse_fn,
     /// `int nfs_start_grace(nfs_grace_start_t *)`: lets the backend put this node in grace.
     pub nfs_start_grace: Option<unsafe extern "C" fn(*mut nfs_grace_start_t) -> i32>,
-    /// `void reaper_wake(void)`: runs the reaper (maybe_start_grace, try_lift_grace) now.
+    /// `void reaper_wake(void)`: runs the reaper (maybe_start_grace, try_lift_grace, and
+    /// the expiry of clients whose lease is over) now.
     pub reaper_wake: Option<unsafe extern "C" fn()>,
+    /// Address of the exported `hash_table_t *ht_confirmed_client_id` variable.
+    confirmed_clients: *const *mut c_void,
+    /// `void hashtable_for_each(hash_table_t *, void (*)(struct rbt_node *, void *), void *)`:
+    /// calls back for every entry with that partition's lock held for reading.
+    pub hashtable_for_each: Option<HashtableForEach>,
 }
+
+/// The callback hashtable_for_each takes: the entry's rbt_node and the caller's argument.
+pub type ForEachCallback = unsafe extern "C" fn(node: *mut c_void, arg: *mut c_void);
+pub type HashtableForEach =
+    unsafe extern "C" fn(ht: *mut c_void, callback: ForEachCallback, arg: *mut c_void);
 
 // SAFETY: the fields are addresses of Ganesha's functions and global variables, which live
 // as long as the process; reading the variables is done with volatile reads.
@@ -46,6 +57,8 @@ fn resolve() -> Ganesha {
     let load = lookup(c"load_config_from_parse");
     let start_grace = lookup(c"nfs_start_grace");
     let wake = lookup(c"reaper_wake");
+    let confirmed = lookup(c"ht_confirmed_client_id");
+    let for_each = lookup(c"hashtable_for_each");
     let library = library_of(load);
     let version = library.as_deref().and_then(version_from_library);
     Ganesha {
@@ -71,7 +84,24 @@ fn resolve() -> Ganesha {
         reaper_wake: unsafe {
             std::mem::transmute::<*mut c_void, Option<unsafe extern "C" fn()>>(wake)
         },
+        confirmed_clients: confirmed as *const *mut c_void,
+        // SAFETY: as above; exported by 4.3-6.2 with this signature (hashtable.h).
+        hashtable_for_each: unsafe {
+            std::mem::transmute::<*mut c_void, Option<HashtableForEach>>(for_each)
+        },
     }
+}
+
+/// This thread's `op_ctx` (Ganesha's `__thread struct req_op_context *`): the request the
+/// calling hook runs in, or null outside one. dlsym of a TLS symbol answers the calling
+/// thread's copy, so it is looked up on every call rather than cached.
+pub fn current_op_ctx() -> *const c_void {
+    let slot = lookup(c"op_ctx") as *const *const c_void;
+    if slot.is_null() {
+        return std::ptr::null();
+    }
+    // SAFETY: a non-null dlsym result for op_ctx is this thread's pointer variable.
+    unsafe { std::ptr::read_volatile(slot) }
 }
 
 /// The path of the shared object that contains `addr`.
@@ -106,6 +136,15 @@ pub fn version_from_library(path: &str) -> Option<(u32, u32)> {
 }
 
 impl Ganesha {
+    /// Ganesha's table of confirmed NFSv4 clients (null outside Ganesha).
+    pub fn confirmed_clients(&self) -> *mut c_void {
+        if self.confirmed_clients.is_null() {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the address of Ganesha's exported pointer variable, set at start-up.
+        unsafe { std::ptr::read_volatile(self.confirmed_clients) }
+    }
+
     /// Ganesha's current level for a log component, or None outside Ganesha.
     pub fn component_level(&self, component: usize) -> Option<i32> {
         if self.component_log_level.is_null() {

@@ -131,7 +131,8 @@ impl Backend {
     /// startrecovery (which waits for a leader election when the leader died): hold the
     /// cluster in grace from here, as startrecovery would.
     pub fn refresh_grace_view(&self) {
-        let ((_, live), known) = self.read_and_cache();
+        let ((records, live), known) = self.read_and_cache();
+        self.heal_own_record(records.get(&self.node_id));
         // Compared only between memberships CTDB told: the stand-in for an unknown one
         // (every node with a record) would make live nodes look gone, or dead ones come back.
         let before = {
@@ -164,6 +165,32 @@ impl Backend {
         self.write_grace_later(&st);
     }
 
+    /// While Ganesha runs, this node's record is what its memory says: another writer
+    /// (the exit marker from `monitor`, racing this Ganesha's start; an operator) would
+    /// otherwise leave a need in the store that this node never clears, and other nodes
+    /// would wait on it for ever. The watcher rewrites a stored record that differs.
+    fn heal_own_record(&self, stored: Option<&GraceRecord>) {
+        let st = self.state();
+        {
+            let w = self.grace_writes.lock().unwrap_or_else(|e| e.into_inner());
+            if w.settled != w.issued {
+                return; // a deferred write is on its way
+            }
+        }
+        let mine = GraceRecord::decode(&st.grace.encode()).unwrap_or_else(|_| st.grace.clone());
+        if stored == Some(&mine) {
+            return;
+        }
+        log::warn!(
+            "grace: this node's stored grace record ({}) is not what this node holds ({}); \
+             rewriting it",
+            stored.map_or("none".into(), |r| String::from_utf8_lossy(&r.encode())
+                .into_owned()),
+            String::from_utf8_lossy(&mine.encode())
+        );
+        self.write_grace(&st);
+    }
+
     fn view_of(
         (mut records, mut live): Snapshot,
         me: &str,
@@ -182,12 +209,13 @@ impl Backend {
     }
 
     pub(super) fn write_grace(&self, st: &State) -> bool {
-        let mut gen = self.grace_writes.lock().unwrap_or_else(|e| e.into_inner());
-        *gen += 1;
-        match self
+        let mut w = self.grace_writes.lock().unwrap_or_else(|e| e.into_inner());
+        w.issued += 1;
+        let result = self
             .gstore()
-            .put(&grace_key(&self.node_id), &st.grace.encode())
-        {
+            .put(&grace_key(&self.node_id), &st.grace.encode());
+        w.settled = w.issued;
+        match result {
             Ok(()) => true,
             Err(e) => {
                 log::error!(
@@ -213,20 +241,21 @@ impl Backend {
         let gens = self.grace_writes.clone();
         let store = self.grace_store.clone();
         let mine = {
-            let mut gen = gens.lock().unwrap_or_else(|e| e.into_inner());
-            *gen += 1;
-            *gen
+            let mut w = gens.lock().unwrap_or_else(|e| e.into_inner());
+            w.issued += 1;
+            w.issued
         };
         let spawned = std::thread::Builder::new()
             .name("gctdb-grace-write".into())
             .spawn(move || {
-                let gen = gens.lock().unwrap_or_else(|e| e.into_inner());
-                if *gen != mine {
+                let mut w = gens.lock().unwrap_or_else(|e| e.into_inner());
+                if w.issued != mine {
                     return; // a newer record was written meanwhile
                 }
                 if let Err(e) = store.put(&key, &value) {
                     log::error!("cannot store this node's grace record ({e})");
                 }
+                w.settled = mine;
             });
         if let Err(e) = spawned {
             log::error!("cannot start a thread to store the grace record ({e})");

@@ -18,11 +18,14 @@ use crate::store::dir::DirStore;
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 mod cluster;
+mod release;
+
+pub use release::{ClientReleaser, ReleaseOutcome, RELEASE_LIMIT, RELEASE_PREFIX};
 
 /// A client as Ganesha's nfs_client_id_t describes it, already validated.
 #[derive(Clone, Debug)]
@@ -32,8 +35,10 @@ pub struct ClientInfo {
     pub owner: Vec<u8>,
     /// gsh_client.hostaddr_str; None when Ganesha has no gsh_client for it.
     pub caller_addr: Option<String>,
-    /// The server address the client connected to (NFSv4.1+ only; 0 for NFSv4.0).
-    pub server_addr: Option<Ipv4Addr>,
+    /// The server address the client connected to: from its client record (NFSv4.1+), or
+    /// for NFSv4.0, whose record has none, from the connection add_clid's request came in
+    /// on where the running Ganesha lets us learn it (src/ganesha/layout.rs); else None.
+    pub server_addr: Option<IpAddr>,
     pub minor_version: u32,
 }
 
@@ -113,6 +118,18 @@ struct State {
     /// (`ctdb moveip` runs no ipreallocated event).
     held_for: BTreeSet<IpAddr>,
     held_since: Option<Instant>,
+    /// Clients whose state this node let go because the IP they reached it through left
+    /// (release verb, Ganesha's own "2:<ip>"): their rm_clid keeps their records, which
+    /// the IP's taker offers for reclaim.
+    released: BTreeSet<u64>,
+}
+
+/// Generations of this node's grace record writes: the last issued, and the last that
+/// finished (stored or failed). A deferred write older than the last issued is skipped.
+#[derive(Default)]
+struct GraceWrites {
+    issued: u64,
+    settled: u64,
 }
 
 /// This node in a CTDB cluster: who it is and how to ask ctdbd about IPs and members.
@@ -140,11 +157,16 @@ pub struct Backend {
     last_membership: Mutex<Option<BTreeSet<String>>>,
     /// Generation of this node's grace record writes: a deferred write never overwrites
     /// a newer one.
-    grace_writes: Arc<Mutex<u64>>,
+    grace_writes: Arc<Mutex<GraceWrites>>,
     /// `ctdb ip all` as last read for filing NFSv4.0 clients: one SETCLIENTID_CONFIRM per
     /// v4.0 client would otherwise cost a `ctdb` run (~10 ms) each. Dropped at every grace
     /// event (takeover, control verb, restart), so it is stale at most IP_LIST_TTL.
     ip_list: Mutex<Option<(Instant, Vec<PublicIp>)>>,
+    /// How this node makes Ganesha drop released clients' state (src/ganesha); None
+    /// outside Ganesha.
+    releaser: RwLock<Option<Arc<dyn ClientReleaser>>>,
+    /// An NFSv4.0 client was filed by its owner string (once per process is enough).
+    v40_heuristic_logged: std::sync::atomic::AtomicBool,
 }
 
 /// How long the public IP list read for filing NFSv4.0 clients is reused.
@@ -256,9 +278,16 @@ impl Backend {
             records: Arc::new(RwLock::new(())),
             last_view: Mutex::new(None),
             last_membership: Mutex::new(None),
-            grace_writes: Arc::new(Mutex::new(0)),
+            grace_writes: Arc::new(Mutex::new(GraceWrites::default())),
             ip_list: Mutex::new(None),
+            releaser: RwLock::new(None),
+            v40_heuristic_logged: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Installs how released clients' state is dropped inside Ganesha.
+    pub fn set_releaser(&self, releaser: Arc<dyn ClientReleaser>) {
+        *self.releaser.write().unwrap_or_else(|e| e.into_inner()) = Some(releaser);
     }
 
     pub fn node_id(&self) -> &str {
@@ -299,6 +328,13 @@ impl Backend {
                     scope
                 });
                 st.offered.clear();
+                // A hold stored before the restart (a takeover run, or the exit marker
+                // `ganesha-ctdb ganesha-stopped` wrote when this Ganesha died) ends here:
+                // this node's own reclaim window now keeps the cluster in grace, and every
+                // other live node holds for a takeover run on its own.
+                st.grace.held = false;
+                st.held_for.clear();
+                st.held_since = None;
                 let (view, _) = self.view_with(&st);
                 st.grace.cluster = crate::grace::restart(&view, &self.node_id);
                 self.begin_epoch(&mut st);
@@ -326,6 +362,10 @@ impl Backend {
                 }
             }
             GraceStart::Control(verb) => {
+                if let Some(what) = verb.strip_prefix("release:") {
+                    self.release(&mut st, what);
+                    return Vec::new();
+                }
                 return self.control(&mut st, verb);
             }
             GraceStart::Unsupported { event, detail } => {
@@ -493,13 +533,15 @@ impl Backend {
         Ok(ips)
     }
 
-    /// Where a client's record is filed (design §4): NFSv4.1+ by the server address the
-    /// client used; NFSv4.0 (no server address in the client record) by a public IP named
-    /// in its owner string (Linux writes "Linux NFSv4.0 <client>/<server> tcp"), else under
-    /// every public IP this node holds, else `local`.
+    /// Where a client's record is filed (design §4): by the server address the client
+    /// used (NFSv4.1+ from its client record; NFSv4.0 from its connection where Ganesha
+    /// lets us learn it). Otherwise (NFSv4.0 on a Ganesha whose request context is not
+    /// known) by a public IP named in its owner string (Linux writes "Linux NFSv4.0
+    /// <client>/<server>"), else under every public IP this node holds, else `local`; a
+    /// release of any of those IPs then releases the client (src/backend/release.rs).
     fn attribute(&self, client: &ClientInfo) -> Vec<ServerIp> {
         if let Some(addr) = client.server_addr.filter(|a| !a.is_unspecified()) {
-            return vec![ServerIp::Ip(IpAddr::V4(addr))];
+            return vec![ServerIp::Ip(addr)];
         }
         let Some(c) = &self.cluster else {
             return vec![ServerIp::Local];
@@ -514,6 +556,17 @@ impl Backend {
                 return vec![ServerIp::Local];
             }
         };
+        if !self
+            .v40_heuristic_logged
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            log::warn!(
+                "NFSv4.0 client {:#x}: the server address it used is not known for this \
+                 Ganesha; filing it (and later ones) by a public IP named in its owner, else \
+                 under every public IP this node holds",
+                client.clientid
+            );
+        }
         let owner = String::from_utf8_lossy(&client.owner);
         if let Some(p) = ips.iter().find(|p| names_ip(&owner, &p.ip)) {
             return vec![ServerIp::Ip(p.ip)];
@@ -593,6 +646,16 @@ impl Backend {
     /// already rewritten by a newer incarnation of the same client (same tag) is kept.
     pub fn rm_clid(&self, client: &ClientInfo) {
         let _guard = self.records.read().unwrap_or_else(|e| e.into_inner());
+        let released = self.state().released.remove(&client.clientid);
+        if released {
+            let keys = self.keys_of(client, true);
+            log::debug!(
+                "rm_clid {:#x}: released with its server IP; record(s) {} kept for the taker",
+                client.clientid,
+                keys.join(", ")
+            );
+            return;
+        }
         for key in self.keys_of(client, true) {
             // A newer incarnation (same tag, new client id) keeps its record; an unreadable
             // record goes.
@@ -1021,6 +1084,43 @@ mod tests {
         live(Some(vec![0]));
         b.refresh_grace_view();
         assert!(b.state().grace.held);
+    }
+
+    #[test]
+    fn a_record_another_writer_left_is_replaced_by_what_the_node_holds() {
+        let ctdb = Arc::new(IpLister::default());
+        *ctdb.live.lock().unwrap() = Some(vec![0, 1]);
+        let store = Arc::new(MemoryStore::new());
+        let b = node0(store.clone(), &ctdb);
+        b.read_clids(&GraceStart::Restart);
+        b.end_grace();
+        // end_grace stores from a thread of its own in a cluster: wait for it.
+        let settled = || {
+            let w = b.grace_writes.lock().unwrap();
+            w.issued == w.settled
+        };
+        while !settled() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let ours = store.get(&grace_key("0")).unwrap().unwrap();
+        assert!(!GraceRecord::decode(&ours).unwrap().recovering);
+        // The exit marker, written by `monitor` while this Ganesha was starting.
+        let marker = GraceRecord {
+            held: true,
+            cluster: crate::grace::NodeGrace {
+                epoch: 9,
+                need_grace: true,
+                enforcing: true,
+            },
+            ..GraceRecord::decode(&ours).unwrap()
+        };
+        store.put(&grace_key("0"), &marker.encode()).unwrap();
+        b.refresh_grace_view();
+        assert_eq!(store.get(&grace_key("0")).unwrap().unwrap(), ours);
+        // Nothing to heal: no write.
+        store.put("grace@canary", b"x").unwrap();
+        b.refresh_grace_view();
+        assert_eq!(store.get(&grace_key("0")).unwrap().unwrap(), ours);
     }
 
     #[test]

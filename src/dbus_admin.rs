@@ -55,3 +55,24 @@ pub fn in_grace(timeout: Duration) -> Result<bool, String> {
         Err(format!("{ADMIN_INTERFACE}.get_grace() refused: {message}"))
     }
 }
+
+/// Whether a process owns Ganesha's bus name, i.e. ganesha.nfsd runs (its connection, and
+/// the name with it, goes when the process exits). Tells a dead Ganesha from a slow one.
+pub fn ganesha_on_bus(timeout: Duration) -> Result<bool, String> {
+    let conn = zbus::blocking::connection::Builder::system()
+        .and_then(|b| b.method_timeout(timeout).build())
+        .map_err(|e| format!("cannot connect to the system D-Bus: {e}"))?;
+    let reply = conn
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus"),
+            "NameHasOwner",
+            &(GANESHA_BUS_NAME,),
+        )
+        .map_err(|e| format!("org.freedesktop.DBus.NameHasOwner({GANESHA_BUS_NAME}): {e}"))?;
+    reply
+        .body()
+        .deserialize::<bool>()
+        .map_err(|e| format!("NameHasOwner: unexpected reply: {e}"))
+}

@@ -11,9 +11,11 @@ pub mod backend;
 pub mod config;
 pub mod ctdb;
 pub mod dbus_admin;
+pub mod event;
 #[allow(unsafe_code)]
 pub mod ganesha;
 pub mod grace;
+pub mod grace_admin;
 pub mod nsm;
 pub mod records;
 pub mod statd;

@@ -4,12 +4,12 @@ use clap::{Parser, Subcommand};
 use ganesha_ctdb_recov::config::{DEFAULT_DIR, DEFAULT_GRACE_DB, DEFAULT_RECOVERY_DB};
 use ganesha_ctdb_recov::ctdb::{CtdbApi, CtdbTool};
 use ganesha_ctdb_recov::dbus_admin;
-use ganesha_ctdb_recov::grace::{self as cluster_grace, ClusterView};
+use ganesha_ctdb_recov::event;
+use ganesha_ctdb_recov::grace as cluster_grace;
+use ganesha_ctdb_recov::grace_admin::{self, GraceRecords};
 use ganesha_ctdb_recov::nsm;
 use ganesha_ctdb_recov::records::ServerIp;
-use ganesha_ctdb_recov::records::{
-    grace_key, parse_v4_key, ClientRecord, GraceRecord, GRACE_PREFIX, V4_PREFIX,
-};
+use ganesha_ctdb_recov::records::{grace_key, parse_v4_key, ClientRecord, V4_PREFIX};
 use ganesha_ctdb_recov::statd;
 use ganesha_ctdb_recov::store::ctdb::CtdbStore;
 use ganesha_ctdb_recov::store::dir::DirStore;
@@ -109,13 +109,21 @@ enum Command {
     /// CTDB event script entry point (installed as events/legacy/60.ganesha-ctdb.script).
     /// It drives the local Ganesha over D-Bus (org.ganesha.nfsd.admin.grace):
     /// `startrecovery`: "3:hold" (enter grace, hold the cluster in grace: a node may have
-    /// died); `releaseip <iface> <ip> <mask>`: "3:hold:<ip>" (held until the IP has a new
-    /// holder), wait until every live node
-    /// enforces grace, then "2:<ip>" (drop the IP's NLM locks and NFSv4 clients);
-    /// `takeip <iface> <ip> <mask>`: "5:<ip>" (the IP's recorded clients may reclaim);
-    /// `ipreallocated`: "3:ipreallocated" if this node holds (the takeover run is over).
-    /// Every other event does nothing. A Ganesha that is not running is reported, not an
-    /// error: CTDB must not ban the node for it.
+    /// died); `releaseip <iface> <ip> <mask>`: "3:hold:<ip>", wait until every live node
+    /// enforces grace, "3:release:<ip>:<token>" (Ganesha drops the state of exactly the
+    /// NFSv4 clients that reached this node through the IP; their records stay for the
+    /// taker) and wait until it has, then "2:<ip>" (its NLM locks); `shutdown`: the same
+    /// for every client; `takeip <iface> <ip> <mask>`: "5:<ip>" (the IP's recorded clients
+    /// may reclaim); `ipreallocated`: "3:ipreallocated" if this node holds (the takeover run
+    /// is over); `monitor`: fails when nfs-ganesha has not been running at two monitor runs
+    /// in a row (CTDB then moves the node's IPs), and holds the cluster in grace for it
+    /// meanwhile. Every other event does nothing. Only `monitor` ever fails.
+    /// Run by systemd after nfs-ganesha stopped, for whatever reason (the package's drop-in:
+    /// ExecStopPost): its clients' locks are gone from the cluster filesystem, so this node
+    /// holds the cluster in grace on its behalf until Ganesha restarts here (its clients
+    /// reclaim) or CTDB has moved every public IP off the node (they reclaim on the takers).
+    /// Does nothing when ctdbd is not running (a single node needs no cluster grace).
+    GaneshaStopped,
     Event {
         /// The CTDB event (takeip, releaseip, monitor, ...).
         name: String,
@@ -140,13 +148,16 @@ enum GraceAction {
 
 fn run(cli: Cli) -> Result<(), String> {
     if let Command::Event { name, args } = &cli.command {
-        return event(name, args, &cli.grace_db);
+        return event::run(name, args, &event::EventContext::new(&cli.grace_db));
+    }
+    if let Command::GaneshaStopped = &cli.command {
+        return ganesha_stopped(&cli);
     }
     if let Command::Grace {
         action: Some(GraceAction::Join),
     } = &cli.command
     {
-        let msg = dbus_admin::grace("3:join", DBUS_TIMEOUT)?;
+        let msg = dbus_admin::grace("3:join", event::DBUS_TIMEOUT)?;
         println!("Ganesha: {msg}");
         return Ok(());
     }
@@ -229,34 +240,34 @@ fn list_records(store: &dyn Store, machine: bool) -> Result<(), String> {
     Ok(())
 }
 
-type GraceRecords = BTreeMap<String, GraceRecord>;
-
 fn read_grace(store: &dyn Store) -> Result<GraceRecords, String> {
-    let scan = store.scan(GRACE_PREFIX).map_err(|e| e.to_string())?;
-    let mut out = BTreeMap::new();
-    for (key, value) in &scan.entries {
-        match GraceRecord::decode(value) {
-            Ok(g) => {
-                out.insert(key[GRACE_PREFIX.len()..].to_string(), g);
-            }
-            Err(e) => eprintln!("skipping {key:?}: {e}"),
-        }
+    let (records, skipped) = grace_admin::read_grace(store)?;
+    for s in skipped {
+        eprintln!("skipping {s}");
     }
-    Ok(out)
+    Ok(records)
 }
 
 /// Live nodes: CTDB's, or (no CTDB) every node with a record.
 fn live_nodes(records: &GraceRecords, ctdb: Option<&CtdbTool>) -> Result<BTreeSet<String>, String> {
     match ctdb {
-        Some(t) => Ok(t
-            .nodes()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|n| n.live)
-            .map(|n| n.pnn.to_string())
-            .collect()),
+        Some(t) => Ok(grace_admin::membership(t)?.live),
         None => Ok(records.keys().cloned().collect()),
     }
+}
+
+/// `ganesha-stopped`: the exit marker (src/grace_admin.rs), when ctdbd runs.
+fn ganesha_stopped(cli: &Cli) -> Result<(), String> {
+    let tool = CtdbTool::new();
+    if let Err(e) = tool.nodes() {
+        println!("ganesha-stopped: ctdbd does not answer ({e}); no cluster to hold in grace");
+        return Ok(());
+    }
+    let store =
+        CtdbStore::open(Box::new(tool.clone()), &cli.grace_db).map_err(|e| e.to_string())?;
+    let done = grace_admin::mark_ganesha_stopped(&store, &tool)?;
+    println!("ganesha-stopped: {done}");
+    Ok(())
 }
 
 fn grace_command(
@@ -300,13 +311,7 @@ fn grace_command(
 }
 
 fn print_grace(store: &dyn Store, records: &GraceRecords, live: &BTreeSet<String>, machine: bool) {
-    let view = ClusterView {
-        records: records
-            .iter()
-            .map(|(n, r)| (n.clone(), r.cluster))
-            .collect(),
-        live: live.clone(),
-    };
+    let view = grace_admin::view(records, live);
     let yn = |b: bool| if b { "yes" } else { "no" };
     if machine {
         println!("|Node|Live|Epoch|ClusterEpoch|NeedGrace|Enforcing|Recovering|Held|");
@@ -530,128 +535,6 @@ fn refuse_live(node: &str, live: &BTreeSet<String>, with_ctdb: bool) -> Result<(
         ));
     }
     Ok(())
-}
-
-/// CTDB runs the event script with a 30 s default timeout per event; Ganesha answers
-/// the grace call in milliseconds, so 10 s only bounds a hung Ganesha.
-const DBUS_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a releasing node waits for every live node to enforce grace before it drops
-/// the IP's state anyway (the others notice a hold within about a second).
-const RELEASE_WAIT: Duration = Duration::from_secs(15);
-
-fn event(name: &str, args: &[String], grace_db: &str) -> Result<(), String> {
-    let ip = || -> Result<std::net::IpAddr, String> {
-        let ip = args
-            .get(1)
-            .ok_or_else(|| format!("event {name}: want <interface> <ip> <mask>, got {args:?}"))?;
-        ip.parse()
-            .map_err(|e| format!("event {name}: {ip:?} is not an IP address ({e})"))
-    };
-    match name {
-        "startrecovery" => tell_ganesha(name, "3:hold"),
-        "takeip" => tell_ganesha(name, &format!("5:{}", ip()?)),
-        "releaseip" => {
-            let ip = ip()?;
-            if tell_ganesha(name, &format!("3:hold:{ip}")) {
-                wait_for_enforcement(grace_db);
-            }
-            tell_ganesha(name, &format!("2:{ip}"))
-        }
-        // A hold started in startrecovery may not be in the database yet (it is written
-        // once the recovery has unfrozen it), so ask Ganesha instead: a node in grace gets
-        // the end of the takeover run; one that is not is not holding.
-        "ipreallocated" => match dbus_admin::in_grace(DBUS_TIMEOUT) {
-            Ok(true) => tell_ganesha(name, "3:ipreallocated"),
-            Ok(false) => true,
-            Err(e) => {
-                eprintln!("ganesha-ctdb: ipreallocated: {e} (is nfs-ganesha running?)");
-                false
-            }
-        },
-        _ => true,
-    };
-    Ok(())
-}
-
-/// Calls Ganesha's admin grace method; false (reported on stderr, which CTDB logs) when
-/// Ganesha does not answer.
-fn tell_ganesha(event: &str, arg: &str) -> bool {
-    match dbus_admin::grace(arg, DBUS_TIMEOUT) {
-        Ok(msg) => {
-            println!("ganesha-ctdb: {event}: grace {arg:?}: Ganesha: {msg}");
-            true
-        }
-        Err(e) => {
-            eprintln!(
-                "ganesha-ctdb: {event}: grace {arg:?}: {e} (is nfs-ganesha running? it reads \
-                 the IPs it holds when it starts)"
-            );
-            false
-        }
-    }
-}
-
-/// Waits until every live node enforces grace (S1: a planned release must not drop state
-/// before that), at most RELEASE_WAIT.
-fn wait_for_enforcement(grace_db: &str) {
-    let tool = CtdbTool::new();
-    let start = std::time::Instant::now();
-    let store = CtdbStore::open(Box::new(tool.clone()), grace_db).map_err(|e| e.to_string());
-    loop {
-        // What still stands in the way of cluster_grace::may_release_ip, in words.
-        let lagging = store.as_ref().map_err(Clone::clone).and_then(|store| {
-            let records = read_grace(store)?;
-            let nodes = tool.nodes().map_err(|e| e.to_string())?;
-            let me = nodes
-                .iter()
-                .find(|n| n.this_node)
-                .map(|n| n.pnn.to_string())
-                .ok_or("ctdb did not mark this node")?;
-            let view = ClusterView {
-                records: records.into_iter().map(|(n, r)| (n, r.cluster)).collect(),
-                live: nodes
-                    .iter()
-                    .filter(|n| n.live)
-                    .map(|n| n.pnn.to_string())
-                    .collect(),
-            };
-            if cluster_grace::may_release_ip(&view, &me) {
-                return Ok(Vec::new());
-            }
-            let mut lagging: Vec<String> = view
-                .live
-                .iter()
-                .filter(|n| !view.record(n).enforcing)
-                .map(|n| format!("node {n} not enforcing"))
-                .collect();
-            if !view.record(&me).need_grace {
-                lagging.push(format!("node {me}'s own need for grace not stored yet"));
-            }
-            Ok(lagging)
-        });
-        match lagging {
-            Ok(l) if l.is_empty() => {
-                println!(
-                    "ganesha-ctdb: releaseip: every live node enforces grace ({} ms)",
-                    start.elapsed().as_millis()
-                );
-                return;
-            }
-            Ok(l) if start.elapsed() > RELEASE_WAIT => {
-                eprintln!(
-                    "ganesha-ctdb: releaseip: still {} after {RELEASE_WAIT:?}; releasing anyway \
-                     (is nfs-ganesha running on those nodes?)",
-                    l.join(", ")
-                );
-                return;
-            }
-            Err(e) if start.elapsed() > RELEASE_WAIT => {
-                eprintln!("ganesha-ctdb: releaseip: cannot read the grace records ({e}); releasing anyway");
-                return;
-            }
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,327 @@
+//! The CTDB event script (`ganesha-ctdb event <name> <args>`, installed as
+//! events/legacy/60.ganesha-ctdb.script): what each CTDB event means for the local
+//! Ganesha, driven over its D-Bus admin interface (org.ganesha.nfsd.admin.grace).
+//!
+//! - `startrecovery`: "3:hold" (a node may have died: hold the cluster in grace until the
+//!   takeover run is over).
+//! - `releaseip <iface> <ip> <mask>` (planned moves, `ctdb disable`, failback): "3:hold:<ip>",
+//!   wait until every live node enforces grace, "3:release:<ip>:<token>" (drop the state of
+//!   exactly the NFSv4 clients filed under the IP, src/backend/release.rs) and wait for
+//!   Ganesha to have done so, then "2:<ip>" (Ganesha's own release: NLM locks held through
+//!   the IP). CTDB takes the IP over only after every releaseip returned.
+//! - `shutdown` (ctdbd stops; 10.interface removes the IPs without releaseip): the same for
+//!   every client.
+//! - `takeip <iface> <ip> <mask>`: "5:<ip>" (the IP's recorded clients may reclaim).
+//! - `ipreallocated`: "3:ipreallocated" if Ganesha is in grace (the takeover run is over).
+//! - `monitor`: fails once Ganesha has not been running at two monitor runs in a row, so
+//!   that CTDB moves the node's IPs to nodes that serve NFS; a quick restart (systemd's)
+//!   keeps them. When Ganesha is gone the node's exit marker holds the cluster in grace
+//!   (src/grace_admin.rs), until its IPs have moved.
+
+use crate::backend::{ReleaseOutcome, RELEASE_LIMIT, RELEASE_PREFIX};
+use crate::ctdb::{CtdbApi, CtdbTool};
+use crate::dbus_admin;
+use crate::grace_admin;
+use crate::store::ctdb::CtdbStore;
+use crate::store::Store;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// CTDB runs the event script with a 30 s default timeout per event; Ganesha answers the
+/// grace call in milliseconds, so 10 s only bounds a hung Ganesha.
+pub const DBUS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a releasing node waits for every live node to enforce grace before it drops
+/// the IP's state anyway (the others notice a hold within about a second).
+const ENFORCEMENT_WAIT: Duration = Duration::from_secs(15);
+/// Monitor runs in a row that must find Ganesha gone before the node is unhealthy: one
+/// monitor interval (15 s by default) covers a restart by systemd (5 s).
+pub const MONITOR_FAILURES: u32 = 2;
+
+/// Where the event script keeps state between events (CTDB_SCRIPT_VARDIR, as CTDB's own
+/// scripts do), and which grace database the backend uses.
+pub struct EventContext {
+    pub grace_db: String,
+    pub state_dir: PathBuf,
+}
+
+impl EventContext {
+    pub fn new(grace_db: &str) -> EventContext {
+        let vardir = std::env::var_os("CTDB_SCRIPT_VARDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/ctdb/scripts"));
+        EventContext {
+            grace_db: grace_db.to_string(),
+            state_dir: vardir.join("ganesha-ctdb"),
+        }
+    }
+
+    fn grace_store(&self) -> Result<(CtdbTool, CtdbStore), String> {
+        let tool = CtdbTool::new();
+        let store =
+            CtdbStore::open(Box::new(tool.clone()), &self.grace_db).map_err(|e| e.to_string())?;
+        Ok((tool, store))
+    }
+}
+
+/// Runs one event; an error is printed by the caller and fails the event (only `monitor`
+/// fails: a failing takeip/releaseip would make CTDB ban the node).
+pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String> {
+    let ip = || -> Result<IpAddr, String> {
+        let ip = args
+            .get(1)
+            .ok_or_else(|| format!("event {name}: want <interface> <ip> <mask>, got {args:?}"))?;
+        ip.parse()
+            .map_err(|e| format!("event {name}: {ip:?} is not an IP address ({e})"))
+    };
+    match name {
+        "startrecovery" => {
+            tell_ganesha(name, "3:hold");
+        }
+        "takeip" => {
+            tell_ganesha(name, &format!("5:{}", ip()?));
+        }
+        "releaseip" => {
+            let ip = ip()?;
+            if tell_ganesha(name, &format!("3:hold:{ip}")) {
+                wait_for_enforcement(ctx);
+                release_clients(name, &ip.to_string(), ctx);
+            }
+            tell_ganesha(name, &format!("2:{ip}"));
+        }
+        "shutdown" if tell_ganesha(name, "3:hold") => {
+            wait_for_enforcement(ctx);
+            release_clients(name, "all", ctx);
+        }
+        // A hold started in startrecovery may not be in the database yet (it is written
+        // once the recovery has unfrozen it), so ask Ganesha instead: a node in grace gets
+        // the end of the takeover run; one that is not is not holding.
+        "ipreallocated" => match dbus_admin::in_grace(DBUS_TIMEOUT) {
+            Ok(true) => {
+                tell_ganesha(name, "3:ipreallocated");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                eprintln!("ganesha-ctdb: ipreallocated: {e} (is nfs-ganesha running?)");
+                if ganesha_gone() {
+                    end_exit_marker(ctx);
+                }
+            }
+        },
+        "monitor" => return monitor(ctx),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Calls Ganesha's admin grace method; false (reported on stderr, which CTDB logs) when
+/// Ganesha does not answer.
+fn tell_ganesha(event: &str, arg: &str) -> bool {
+    match dbus_admin::grace(arg, DBUS_TIMEOUT) {
+        Ok(msg) => {
+            println!("ganesha-ctdb: {event}: grace {arg:?}: Ganesha: {msg}");
+            true
+        }
+        Err(e) => {
+            eprintln!(
+                "ganesha-ctdb: {event}: grace {arg:?}: {e} (is nfs-ganesha running? it reads \
+                 the IPs it holds when it starts)"
+            );
+            false
+        }
+    }
+}
+
+/// Ganesha is not running: nobody owns its bus name (a Ganesha that is only slow to answer
+/// still does).
+fn ganesha_gone() -> bool {
+    matches!(dbus_admin::ganesha_on_bus(DBUS_TIMEOUT), Ok(false))
+}
+
+/// Waits until every live node enforces grace (S1: a planned release must not drop state
+/// before that), at most ENFORCEMENT_WAIT.
+fn wait_for_enforcement(ctx: &EventContext) {
+    let start = Instant::now();
+    let store = ctx.grace_store();
+    loop {
+        // What still stands in the way of grace::may_release_ip, in words.
+        let lagging = store
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|(tool, store)| {
+                let (records, _) = grace_admin::read_grace(store)?;
+                let m = grace_admin::membership(tool)?;
+                let view = grace_admin::view(&records, &m.live);
+                if crate::grace::may_release_ip(&view, &m.me) {
+                    return Ok(Vec::new());
+                }
+                let mut lagging: Vec<String> = view
+                    .live
+                    .iter()
+                    .filter(|n| !view.record(n).enforcing)
+                    .map(|n| format!("node {n} not enforcing"))
+                    .collect();
+                if !view.record(&m.me).need_grace {
+                    lagging.push(format!("node {}'s own need for grace not stored yet", m.me));
+                }
+                Ok(lagging)
+            });
+        match lagging {
+            Ok(l) if l.is_empty() => {
+                println!(
+                    "ganesha-ctdb: every live node enforces grace ({} ms)",
+                    start.elapsed().as_millis()
+                );
+                return;
+            }
+            Ok(l) if start.elapsed() > ENFORCEMENT_WAIT => {
+                eprintln!(
+                    "ganesha-ctdb: still {} after {ENFORCEMENT_WAIT:?}; releasing anyway \
+                     (is nfs-ganesha running on those nodes?)",
+                    l.join(", ")
+                );
+                return;
+            }
+            Err(e) if start.elapsed() > ENFORCEMENT_WAIT => {
+                eprintln!("ganesha-ctdb: cannot read the grace records ({e}); releasing anyway");
+                return;
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Asks Ganesha to drop the state of the clients filed under `what` (an IP, or "all") and
+/// waits until it has (`release@<pnn>` carries our token), a little longer than the
+/// backend's own limit.
+fn release_clients(event: &str, what: &str, ctx: &EventContext) {
+    let token = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    let start = Instant::now();
+    if !tell_ganesha(event, &format!("3:release:{what}:{token}")) {
+        return;
+    }
+    let limit = RELEASE_LIMIT + Duration::from_secs(5);
+    let what = if what == "all" {
+        "every public IP"
+    } else {
+        what
+    };
+    let store = ctx.grace_store();
+    let mut last_error = String::new();
+    while start.elapsed() < limit {
+        let outcome = store
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|(tool, store)| {
+                let m = grace_admin::membership(tool)?;
+                let key = format!("{RELEASE_PREFIX}{}", m.me);
+                Ok(store
+                    .get(&key)
+                    .map_err(|e| e.to_string())?
+                    .and_then(|v| ReleaseOutcome::decode(&v))
+                    .filter(|o| o.token == token))
+            });
+        match outcome {
+            Ok(Some(o)) if o.left == 0 => {
+                println!(
+                    "ganesha-ctdb: {event}: released the {} NFSv4 client(s) of {what} ({} ms)",
+                    o.clients,
+                    start.elapsed().as_millis()
+                );
+                return;
+            }
+            Ok(Some(o)) => {
+                eprintln!(
+                    "ganesha-ctdb: {event}: Ganesha still holds {} of the {} NFSv4 client(s) \
+                     of {what}; their reclaims elsewhere may be refused until their lease ends",
+                    o.left, o.clients
+                );
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => last_error = e,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "ganesha-ctdb: {event}: no word from Ganesha on releasing the clients of {what} after \
+         {limit:?}{}",
+        if last_error.is_empty() {
+            String::new()
+        } else {
+            format!(" ({last_error})")
+        }
+    );
+}
+
+/// `monitor`: Ganesha answers, or the node holds the cluster in grace for it and, after
+/// MONITOR_FAILURES runs in a row, is reported unhealthy.
+fn monitor(ctx: &EventContext) -> Result<(), String> {
+    let counter = ctx.state_dir.join("ganesha-down");
+    let answered = dbus_admin::in_grace(DBUS_TIMEOUT);
+    if answered.is_ok() || !ganesha_gone() {
+        // Running (a hung Ganesha is CTDB's hung-script business, not a death).
+        let _ = std::fs::remove_file(&counter);
+        return Ok(());
+    }
+    match ctx.grace_store().and_then(|(tool, store)| {
+        // Holds (again) until the node has no IP; a marker ExecStopPost wrote stays.
+        match grace_admin::end_stopped_hold(&store, &tool)? {
+            Some(done) => Ok(done),
+            None if holds_any_ip(&tool) => grace_admin::mark_ganesha_stopped(&store, &tool),
+            None => Ok("holds no public IP".into()),
+        }
+    }) {
+        Ok(msg) => println!("ganesha-ctdb: monitor: {msg}"),
+        Err(e) => eprintln!("ganesha-ctdb: monitor: cannot update the grace records: {e}"),
+    }
+    let failures = std::fs::read_to_string(&counter)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(0)
+        + 1;
+    let _ = std::fs::create_dir_all(&ctx.state_dir)
+        .and_then(|_| std::fs::write(&counter, failures.to_string()));
+    if failures >= MONITOR_FAILURES {
+        Err(format!(
+            "nfs-ganesha is not running ({failures} monitor runs in a row): this node must \
+             not hold public IPs; start nfs-ganesha (`systemctl start nfs-ganesha`)"
+        ))
+    } else {
+        println!(
+            "ganesha-ctdb: monitor: nfs-ganesha is not running; the node is reported \
+             unhealthy if it is still down at the next monitor run"
+        );
+        Ok(())
+    }
+}
+
+fn holds_any_ip(tool: &CtdbTool) -> bool {
+    let Ok(m) = grace_admin::membership(tool) else {
+        return true;
+    };
+    match tool.public_ips() {
+        Ok(ips) => ips
+            .iter()
+            .any(|p| p.holder.is_some_and(|h| h.to_string() == m.me)),
+        Err(_) => true,
+    }
+}
+
+fn end_exit_marker(ctx: &EventContext) {
+    match ctx
+        .grace_store()
+        .and_then(|(tool, store)| grace_admin::end_stopped_hold(&store, &tool))
+    {
+        Ok(Some(msg)) => println!("ganesha-ctdb: {msg}"),
+        Ok(None) => {}
+        Err(e) => eprintln!("ganesha-ctdb: cannot update this node's grace record: {e}"),
+    }
+}

@@ -79,13 +79,14 @@ fn main() -> Result<(), String> {
         "NFSv4.0 and NFSv4.1 clients open and lock a file each through {x} (node {a_pnn})"
     ));
     let err = |e: nfs4_client::Error| e.to_string();
-    let mut c40 = client(&c, x, 0, &format!("demo40/{x} tcp"));
+    // Owners as Linux sends them: v4.0 names the server address, v4.1 never does.
+    let mut c40 = client(&c, x, 0, &format!("Linux NFSv4.0 demo40/{x}"));
     c40.establish().map_err(err)?;
     let mut f40 = c40.open("export/x40.txt").map_err(err)?;
     c40.lock(&mut f40, LockType::Write, 0, 100, false)
         .map_err(err)?;
     println!("v4.0: OPEN export/x40.txt + LOCK 0-99: granted");
-    let mut c41 = client(&c, x, 1, "demo41");
+    let mut c41 = client(&c, x, 1, "Linux NFSv4.1 demo41");
     c41.establish().map_err(err)?;
     c41.reclaim_complete().map_err(err)?;
     let mut f41 = c41.open("export/x41.txt").map_err(err)?;
@@ -134,7 +135,7 @@ fn main() -> Result<(), String> {
             .copied()
             .flatten()
             .map_or("?".into(), |p| p.to_string());
-        let mut newcomer = client(&c, ip, 0, &format!("newcomer-via-{ip}"));
+        let mut newcomer = client(&c, ip, 0, &format!("Linux NFSv4.0 newcomer/{ip}"));
         newcomer.establish().map_err(err)?;
         match newcomer.open("export/x41.txt") {
             Ok(_) => println!("newcomer through {ip} (node {node}): OPEN granted (unexpected!)"),

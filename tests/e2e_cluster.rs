@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{client, refused, store_on, wait_log};
+use common::{client, owners, refused, store_on, wait_log};
 use ganesha_ctdb_recov::store::Store;
 use nfs4_client::{LockType, NfsStat};
 use serial_test::serial;
@@ -115,11 +115,10 @@ fn takeover_scenario(kill: bool) {
         .expect("an IP on another node");
     let survivor = (0..c.nodes.len()).find(|i| *i != a).unwrap();
 
-    // Linux puts the server address in NFSv4.0 owners ("Linux NFSv4.0 <client>/<server>
-    // tcp"), which is how the backend files them; Ganesha's release ("2:<ip>") also matches
-    // owners by that address, for every minor version.
-    let o40 = format!("c40/{x} tcp");
-    let o41 = format!("c41/{x}");
+    // Owners as real clients send them: an NFSv4.0 one that names no server address (the
+    // backend files it by its connection) and Linux's NFSv4.1 one (never names it).
+    let o40 = owners::v40_without_addr("c40", 40);
+    let o41 = owners::linux_v41(1, "c41");
     let mut c40 = client(&c, x, 0, &o40);
     c40.establish().unwrap();
     let mut f40 = c40.open("export/x40.txt").unwrap();
@@ -129,7 +128,8 @@ fn takeover_scenario(kill: bool) {
     c41.reclaim_complete().unwrap();
     let mut f41 = c41.open("export/x41.txt").unwrap();
     c41.lock(&mut f41, LockType::Write, 0, 100, false).unwrap();
-    let mut cy = client(&c, y, 1, "cy");
+    let oy = owners::linux_v41(1, "cy");
+    let mut cy = client(&c, y, 1, &oy);
     cy.establish().unwrap();
     cy.reclaim_complete().unwrap();
     let mut fy = cy.open("export/y41.txt").unwrap();
@@ -208,7 +208,7 @@ fn takeover_scenario(kill: bool) {
     c41.reclaim_complete().unwrap();
 
     // Y's client is not X's: B does not offer it reclaim through X.
-    let mut cy_via_x = client(&c, x, 1, "cy");
+    let mut cy_via_x = client(&c, x, 1, &oy);
     cy_via_x.establish().unwrap();
     refused(
         cy_via_x.reclaim_open(&fy.fh),
@@ -216,7 +216,7 @@ fn takeover_scenario(kill: bool) {
         "reclaim through X by a client of Y",
     );
     // Newcomers wait for grace on B.
-    let mut newcomer = client(&c, x, 0, "newcomer");
+    let mut newcomer = client(&c, x, 0, &owners::linux_v40("newcomer", x));
     newcomer.establish().unwrap();
     refused(
         newcomer.open("export/other.txt"),

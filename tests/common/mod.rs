@@ -37,6 +37,27 @@ pub fn store_on(c: &Cluster, i: usize, db: &str) -> CtdbStore {
     CtdbStore::open(Box::new(tool), db).expect("attach test database")
 }
 
+/// Owner strings (co_ownerid) as real clients send them.
+pub mod owners {
+    use std::net::Ipv4Addr;
+
+    /// Linux NFSv4.1/4.2: the uniform client string, "Linux NFSv4.<minor> <nodename>"; it
+    /// never names the server address.
+    pub fn linux_v41(minor: u32, host: &str) -> String {
+        format!("Linux NFSv4.{minor} {host}")
+    }
+
+    /// Linux NFSv4.0 (nonuniform string): "Linux NFSv4.0 <nodename>/<server-addr>".
+    pub fn linux_v40(host: &str, server: Ipv4Addr) -> String {
+        format!("Linux NFSv4.0 {host}/{server}")
+    }
+
+    /// An NFSv4.0 owner that names no server address (libnfs's shape).
+    pub fn v40_without_addr(host: &str, pid: u32) -> String {
+        format!("Libnfs pid:{pid} {host}")
+    }
+}
+
 /// 3 nodes, 3 public IPs, a ganesha.nfsd per node. `stock`: Ganesha's own `fs` recovery
 /// backend with an event script that does what CTDB 4.17's nfs-ganesha callout does
 /// (tests/fixtures/ctdb-stock-ganesha.script); otherwise ganesha-ctdb with Store = ctdb and
@@ -48,45 +69,118 @@ pub fn ganesha_cluster(grace_period: u32, stock: bool) -> Cluster {
 /// As ganesha_cluster; `nlm`: NFSv3 + NLM too, each node with rpcbind and rpc.statd whose
 /// ha-callout is ganesha-conf/statd-callout.
 pub fn ganesha_cluster_with(grace_period: u32, stock: bool, nlm: bool) -> Cluster {
-    let target = target_dir();
-    assert!(
-        target.join("libganesha_ctdb_recov.so").exists() && target.join("ganesha-ctdb").exists(),
-        "build first: cargo build --workspace --all-targets"
-    );
-    let mut spec = ClusterSpec::new(3, 3);
-    let mut g = GaneshaSpec::new(
-        target.clone(),
-        if stock {
-            ""
-        } else {
-            "CTDB_RECOVERY { Store = ctdb; }"
-        },
+    ClusterOpts {
         grace_period,
-    );
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if stock {
-        g.recovery_backend = "fs".into();
-        spec.event_script = Some(repo.join("tests/fixtures/ctdb-stock-ganesha.script"));
-    } else {
-        spec.ganesha_ctdb_bin = Some(target.join("ganesha-ctdb"));
-        spec.event_script = Some(repo.join("ganesha-conf/events/60.ganesha-ctdb.script"));
+        stock,
+        nlm,
+        ..ClusterOpts::default()
     }
-    if nlm {
-        g.nlm_callout = Some(repo.join("ganesha-conf/statd-callout"));
+    .up()
+}
+
+/// What ganesha_cluster_with takes, and more.
+pub struct ClusterOpts {
+    pub grace_period: u32,
+    pub stock: bool,
+    pub nlm: bool,
+    pub public_ips: usize,
+    /// Supervise each ganesha.nfsd as systemd does with the package's drop-in
+    /// (packaging/systemd/ganesha-ctdb.conf: its ExecStopPost, restart after this delay).
+    pub supervise: Option<Option<Duration>>,
+}
+
+impl Default for ClusterOpts {
+    fn default() -> Self {
+        ClusterOpts {
+            grace_period: 20,
+            stock: false,
+            nlm: false,
+            public_ips: 3,
+            supervise: None,
+        }
     }
-    spec.ganesha = Some(g);
-    let c = Cluster::up(spec).expect("cluster up");
-    for f in [
-        "x40.txt",
-        "x41.txt",
-        "y41.txt",
-        "other.txt",
-        "f40.txt",
-        "f41.txt",
-    ] {
-        std::fs::write(c.dir.join("export").join(f), "data\n").unwrap();
+}
+
+/// The drop-in's ExecStopPost command line, with the binary under test in place of
+/// /usr/sbin/ganesha-ctdb and an unset GANESHA_CTDB_OPTS (as systemd expands it: no word).
+pub fn exec_stop_post() -> Vec<String> {
+    let dropin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/ganesha-ctdb.conf"),
+    )
+    .expect("the systemd drop-in");
+    let line = dropin
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStopPost="))
+        .expect("the drop-in has an ExecStopPost line");
+    line.trim_start_matches('-')
+        .split_whitespace()
+        .filter(|w| !w.starts_with('$'))
+        .map(|w| {
+            if w == "/usr/sbin/ganesha-ctdb" {
+                target_dir().join("ganesha-ctdb").display().to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
+impl ClusterOpts {
+    pub fn up(self) -> Cluster {
+        let ClusterOpts {
+            grace_period,
+            stock,
+            nlm,
+            public_ips,
+            supervise,
+        } = self;
+        let target = target_dir();
+        assert!(
+            target.join("libganesha_ctdb_recov.so").exists()
+                && target.join("ganesha-ctdb").exists(),
+            "build first: cargo build --workspace --all-targets"
+        );
+        let mut spec = ClusterSpec::new(3, public_ips);
+        let mut g = GaneshaSpec::new(
+            target.clone(),
+            if stock {
+                ""
+            } else {
+                "CTDB_RECOVERY { Store = ctdb; }"
+            },
+            grace_period,
+        );
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        if stock {
+            g.recovery_backend = "fs".into();
+            spec.event_script = Some(repo.join("tests/fixtures/ctdb-stock-ganesha.script"));
+        } else {
+            spec.ganesha_ctdb_bin = Some(target.join("ganesha-ctdb"));
+            spec.event_script = Some(repo.join("ganesha-conf/events/60.ganesha-ctdb.script"));
+        }
+        if nlm {
+            g.nlm_callout = Some(repo.join("ganesha-conf/statd-callout"));
+        }
+        if let Some(restart_after) = supervise {
+            g.supervise = Some(testbed::cluster::Supervision {
+                exec_stop_post: exec_stop_post(),
+                restart_after,
+            });
+        }
+        spec.ganesha = Some(g);
+        let c = Cluster::up(spec).expect("cluster up");
+        for f in [
+            "x40.txt",
+            "x41.txt",
+            "y41.txt",
+            "other.txt",
+            "f40.txt",
+            "f41.txt",
+        ] {
+            std::fs::write(c.dir.join("export").join(f), "data\n").unwrap();
+        }
+        c
     }
-    c
 }
 
 pub fn client(c: &Cluster, ip: Ipv4Addr, minor: u32, owner: &str) -> Client {

@@ -28,6 +28,16 @@ pub struct GaneshaSpec {
     /// NFSv3 + NLM as well: each node's Ganesha runs with its own rpcbind and rpc.statd
     /// (in a private /run), statd calling this ha-callout.
     pub nlm_callout: Option<PathBuf>,
+    /// Run ganesha.nfsd as systemd runs nfs-ganesha with ganesha-ctdb's drop-in: when it
+    /// exits, for any reason, run this command (ExecStopPost) in the node's environment,
+    /// then start it again after `restart_after` (Restart=, RestartSec=; None: no restart).
+    pub supervise: Option<Supervision>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Supervision {
+    pub exec_stop_post: Vec<String>,
+    pub restart_after: Option<Duration>,
 }
 
 impl GaneshaSpec {
@@ -39,6 +49,7 @@ impl GaneshaSpec {
             lease_lifetime: 10,
             recovery_backend: "rados_cluster".into(),
             nlm_callout: None,
+            supervise: None,
         }
     }
 }
@@ -124,8 +135,18 @@ impl Node {
         self.ctdbd.as_ref().map(|c| c.id() as i32)
     }
 
+    /// The process the testbed started for Ganesha (a supervising shell when supervised).
     pub fn ganesha_pid(&self) -> Option<i32> {
         self.ganesha.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// ganesha.nfsd itself: the started process or, supervised, its child of that name
+    /// (found in the tree of the pid we started, never by name across the machine).
+    pub fn ganesha_nfsd_pid(&self) -> Option<i32> {
+        let root = self.ganesha_pid()?;
+        procs::tree(root).into_iter().find(|p| {
+            fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "ganesha.nfsd")
+        })
     }
 
     pub fn ctdbd_running(&mut self) -> bool {
@@ -608,12 +629,25 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
                 export.display()
             ),
         )?;
-        let ganesha_args = ganesha_args(&n.base).join(" ");
+        let mut ganesha_args = format!("exec {}", ganesha_args(&n.base).join(" "));
+        if let Some(sv) = &g.supervise {
+            // As systemd: ExecStopPost after every exit, then Restart= after RestartSec=.
+            let post: Vec<String> = sv.exec_stop_post.iter().map(|a| shell_quote(a)).collect();
+            let again = match sv.restart_after {
+                Some(d) => format!("sleep {}", d.as_secs_f64()),
+                None => "exit 0".into(),
+            };
+            ganesha_args = format!(
+                "while :; do {} >>{b}/supervisor.log 2>&1; {} >>{b}/supervisor.log 2>&1; {again}; done",
+                &ganesha_args["exec ".len()..],
+                post.join(" ")
+            );
+        }
         let mut cmd = Command::new("ip");
         match &g.nlm_callout {
             None => {
                 cmd.args(["netns", "exec", &n.ns, "sh", "-c"])
-                    .arg(format!("exec {ganesha_args}"));
+                    .arg(&ganesha_args);
             }
             Some(callout) => {
                 // rpcbind and statd need /run of their own: a private mount namespace.
@@ -632,7 +666,7 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
                 .arg(format!(
                     "mount -t tmpfs tmpfs /run; mkdir -p /run/ganesha; rpcbind -f -w & sleep 0.5; \
                          rpc.statd -F -d -L -P {b}/statd -H {} 2>{b}/statd.log & sleep 0.5; \
-                         exec {ganesha_args}",
+                         {ganesha_args}",
                     callout.display()
                 ));
             }
@@ -744,9 +778,17 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         }
     }
 
+    /// SIGKILLs node `i`'s ganesha.nfsd alone (its supervisor, if any, carries on as
+    /// systemd would); returns its pid.
+    pub fn crash_ganesha(&self, i: usize) -> Option<i32> {
+        let pid = self.nodes[i].ganesha_nfsd_pid()?;
+        procs::signal(pid, Signal::SIGKILL);
+        Some(pid)
+    }
+
     /// SIGSTOP / SIGCONT node `i`'s ganesha.nfsd (a node that hangs before it is fenced).
     pub fn stop_ganesha(&self, i: usize, stop: bool) {
-        if let Some(pid) = self.nodes[i].ganesha_pid() {
+        if let Some(pid) = self.nodes[i].ganesha_nfsd_pid() {
             procs::signal(
                 pid,
                 if stop {
@@ -821,6 +863,11 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// `arg` as one word for sh.
+fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', "'\\''"))
 }
 
 pub fn tail(s: &str, n: usize) -> String {

@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const MAX_PLAIN_NAME: usize = 200;
 const HASHED_PREFIX: char = '#';
 const TEMP_PREFIX: &str = ".tmp-";
+/// Largest file read as an entry. A record is a tag (at most ~4.2 KiB) and revoked
+/// handles; anything far larger is not ours (a device, a log that landed here) and is
+/// skipped, never read into memory.
+pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
 
 pub struct DirStore {
     dir: PathBuf,
@@ -61,6 +65,25 @@ impl DirStore {
         Ok(store)
     }
 
+    /// Opens an existing store directory for reading only (no write probe): what the
+    /// operator's tool does to show a store that is full or read-only.
+    pub fn open_for_reading(dir: &Path) -> Result<DirStore, StoreError> {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(DirStore {
+                dir: dir.to_path_buf(),
+                temp_counter: AtomicU64::new(0),
+            }),
+            Ok(_) => Err(StoreError::Unavailable(format!(
+                "store directory {} is not a directory",
+                dir.display()
+            ))),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "store directory {} cannot be read: {e}",
+                dir.display()
+            ))),
+        }
+    }
+
     pub fn path_of(&self, key: &str) -> PathBuf {
         self.dir.join(file_name_for_key(key))
     }
@@ -75,12 +98,52 @@ impl DirStore {
         File::open(&self.dir)?.sync_all()
     }
 
+    /// Reads an entry that is a regular file of at most MAX_ENTRY_BYTES: never through a
+    /// symbolic link (O_NOFOLLOW), never waiting in open() (O_NONBLOCK: a FIFO named like a
+    /// key would otherwise hang the caller until a writer appears), never a device.
     fn read_entry(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-        match fs::read(path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(std::io::Error::new(
+                    ErrorKind::InvalidData,
+                    "a symbolic link, not a store entry (not followed)",
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() {
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidData,
+                format!("not a regular file ({}), not a store entry", kind_of(&meta)),
+            ));
         }
+        if meta.len() > MAX_ENTRY_BYTES {
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "{} bytes, more than any store entry ({MAX_ENTRY_BYTES})",
+                    meta.len()
+                ),
+            ));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidData,
+                "grew past the largest store entry while being read",
+            ));
+        }
+        Ok(Some(bytes))
     }
 }
 
@@ -90,6 +153,26 @@ fn io_err(op: &'static str, key: &str, path: &Path, source: std::io::Error) -> S
         key: key.to_string(),
         path: Some(path.to_path_buf()),
         source,
+    }
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a plain file"
     }
 }
 
@@ -190,6 +273,27 @@ impl Store for DirStore {
             };
             if name.starts_with('.') {
                 continue; // temp files of writes in progress or interrupted by a crash
+            }
+            // Judged by the directory entry first: a FIFO, device or link is never opened.
+            match dirent.file_type() {
+                Ok(t) if t.is_file() => {}
+                Ok(_) => {
+                    let kind = fs::symlink_metadata(dirent.path())
+                        .map(|m| kind_of(&m))
+                        .unwrap_or("not a plain file");
+                    skipped.push(SkippedEntry {
+                        location: dirent.path().display().to_string(),
+                        reason: format!("{kind}, not a store entry; not read"),
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    skipped.push(SkippedEntry {
+                        location: dirent.path().display().to_string(),
+                        reason: format!("cannot tell what it is: {e}"),
+                    });
+                    continue;
+                }
             }
             let named_key = if name.starts_with(HASHED_PREFIX) {
                 None
@@ -384,6 +488,68 @@ mod tests {
         );
         assert_eq!(scan.skipped.len(), 4, "{:?}", scan.skipped);
         assert!(store.get("v4@local@forged").is_err());
+    }
+
+    /// A FIFO would hang open(); a link to /dev/zero would be read for ever; a directory or
+    /// an oversized file is not ours either. Each is skipped and named, with the key name.
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path()).unwrap();
+        store.put("v4@local@good", b"v").unwrap();
+        let fifo = dir.path().join(file_name_for_key("v4@local@fifo"));
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        symlink(
+            "/dev/zero",
+            dir.path().join(file_name_for_key("v4@local@zero")),
+        )
+        .unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, b"v4@local@linked\nv").unwrap();
+        symlink(
+            &elsewhere,
+            dir.path().join(file_name_for_key("v4@local@linked")),
+        )
+        .unwrap();
+        fs::create_dir(dir.path().join(file_name_for_key("v4@local@dir"))).unwrap();
+        let big = dir.path().join(file_name_for_key("v4@local@big"));
+        let mut content = b"v4@local@big\n".to_vec();
+        content.resize(MAX_ENTRY_BYTES as usize + 10, b'x');
+        fs::write(&big, content).unwrap();
+
+        let start = std::time::Instant::now();
+        let scan = store.scan("v4@").unwrap();
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "a read blocked"
+        );
+        assert_eq!(
+            scan.entries,
+            vec![("v4@local@good".to_string(), b"v".to_vec())]
+        );
+        let reasons: Vec<String> = scan
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.location, s.reason))
+            .collect();
+        assert_eq!(reasons.len(), 5, "{reasons:?}");
+        for (what, why) in [
+            ("fifo", "a FIFO"),
+            ("zero", "a symbolic link"),
+            ("linked", "a symbolic link"),
+            ("dir", "a directory"),
+            ("big", "bytes, more than"),
+        ] {
+            assert!(
+                reasons.iter().any(|r| r.contains(what) && r.contains(why)),
+                "{what}: {reasons:?}"
+            );
+        }
+        // Reading one key directly refuses the same way, without blocking.
+        for key in ["v4@local@fifo", "v4@local@zero", "v4@local@big"] {
+            assert!(store.get(key).is_err(), "{key}");
+        }
     }
 
     #[test]

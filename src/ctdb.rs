@@ -114,7 +114,13 @@ impl CtdbTool {
         c
     }
 
+    /// Runs the tool; everything — start, feeding its input, its run, collecting its
+    /// output — happens within `timeout` of the call, and a tool still running then is
+    /// killed and reaped. (Its input is written from a thread of its own: a ctdbd that
+    /// stops reading, frozen, would otherwise hold the caller in write() with the deadline
+    /// not even started.)
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>> {
+        let deadline = std::time::Instant::now() + self.timeout;
         let mut cmd = self.command(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.stdin(if stdin.is_some() {
@@ -135,43 +141,82 @@ impl CtdbTool {
                 what()
             ))
         })?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input)
-                .map_err(|e| CtdbError(format!("{}: writing its input: {e}", what())))?;
-        }
-        // Drain both pipes while waiting, so that a large dump cannot block the child.
-        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut buf);
-                }
-                buf
-            })
+        let mut helpers = Vec::new();
+        let mut start = |name: &str, job: Box<dyn FnOnce() -> Vec<u8> + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(job)
+                .map(|h| helpers.push(h))
+                .map_err(|e| CtdbError(format!("{}: cannot start a helper thread: {e}", what())))
         };
-        let out_reader = drain(child.stdout.take().map(|p| Box::new(p) as _));
-        let err_reader = drain(child.stderr.take().map(|p| Box::new(p) as _));
-        let deadline = std::time::Instant::now() + self.timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(CtdbError(format!(
-                        "{} did not finish within {:?} (is ctdbd in recovery, or hung?)",
-                        what(),
-                        self.timeout
-                    )));
-                }
-                Err(e) => return Err(CtdbError(format!("{}: {e}", what()))),
+        let started = (|| {
+            if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                let input = input.to_vec();
+                // A write error (the tool exited or was killed) shows in its exit status.
+                start(
+                    "gctdb-tool-in",
+                    Box::new(move || {
+                        let _ = pipe.write_all(&input);
+                        Vec::new()
+                    }),
+                )?;
             }
+            // Drain both pipes while waiting, so that a large dump cannot block the child.
+            for pipe in [
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            ] {
+                start(
+                    "gctdb-tool-out",
+                    Box::new(move || {
+                        let mut buf = Vec::new();
+                        if let Some(mut p) = pipe {
+                            let _ = p.read_to_end(&mut buf);
+                        }
+                        buf
+                    }),
+                )?;
+            }
+            Ok(())
+        })();
+        let status = match started {
+            Err(e) => Err(e),
+            Ok(()) => loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break Ok(status),
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    Ok(None) => {
+                        break Err(CtdbError(format!(
+                            "{} did not finish within {:?} (is ctdbd in recovery, frozen, or \
+                             hung?); killed",
+                            what(),
+                            self.timeout
+                        )))
+                    }
+                    Err(e) => break Err(CtdbError(format!("{}: {e}", what()))),
+                }
+            },
         };
-        let stdout = out_reader.join().unwrap_or_default();
-        let stderr = err_reader.join().unwrap_or_default();
+        if status.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The child is gone: its pipes are closed and every helper ends.
+        let mut outputs: Vec<Vec<u8>> = helpers
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect();
+        let status = status?;
+        let stderr = outputs.pop().unwrap_or_default();
+        let stdout = outputs.pop().unwrap_or_default();
         if !status.success() {
             return Err(CtdbError(format!(
                 "{} failed ({status}): {}",
@@ -421,6 +466,52 @@ key(5) = \"gone!\"\ndmaster: 0\nrsn: 3\nflags: 0x00000000\ndata(0) = \"\"\n\nDum
             assert_eq!(t.records.len(), usize::from(cut >= complete), "cut {cut}");
         }
         assert_eq!(parse_catdb(&full).records.len(), 1);
+    }
+
+    /// A tool that never reads its input (a frozen ctdbd behind it): a batch larger than a
+    /// pipe buffer must not hold the caller past the timeout, and the tool is killed.
+    #[test]
+    fn a_tool_that_stops_reading_is_bounded_by_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("ctdb");
+        let pidfile = dir.path().join("pid");
+        std::fs::write(
+            &tool,
+            format!(
+                "#!/bin/sh\necho $$ > {}\nexec sleep 30\n",
+                pidfile.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let t = CtdbTool {
+            tool,
+            socket: None,
+            timeout: std::time::Duration::from_millis(500),
+        };
+        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..600)
+            .map(|i| {
+                (
+                    format!("v4@10.0.0.1@client-{i}").into_bytes(),
+                    Some(vec![b'x'; 150]),
+                )
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let err = t.transaction("db.tdb", &writes).unwrap_err().to_string();
+        let took = start.elapsed();
+        assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+        assert!(err.contains("did not finish"), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the tool was killed and reaped"
+        );
     }
 
     #[test]

@@ -1,34 +1,60 @@
 //! The `ctdb` store: one CTDB persistent database, replicated by ctdbd to every node.
 //! Writes use group commit (D1 at a fraction of a transaction per write): a writer queues
-//! its record; whoever finds no commit in flight becomes the leader, takes every queued
-//! record into one transaction and wakes the others; each caller returns only once the
-//! transaction holding its own record has committed, with that transaction's result.
+//! its record and waits; a committer thread of the store's own takes everything queued into
+//! one transaction and publishes each writer's result. A writer waits at most `write_limit`
+//! (a frozen ctdbd must not hold Ganesha's hooks): past it the write is reported failed to
+//! the caller (who keeps the record and retries, src/backend/pending.rs) while it stays
+//! queued and still commits if ctdbd comes back. A panic in the commit fails that batch
+//! only; the committer carries on.
 
 use super::{check_key, Scan, SkippedEntry, Store, StoreError};
 use crate::ctdb::CtdbApi;
-use std::collections::HashMap;
-use std::sync::{Condvar, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// How long a writer waits for the transaction carrying its record: a little more than one
+/// ctdb tool run on a healthy cluster takes at its slowest, well under its 5 s limit.
+pub const DEFAULT_WRITE_LIMIT: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct Queue {
     pending: Vec<(u64, Write)>,
     next_ticket: u64,
-    committing: bool,
     results: HashMap<u64, Result<(), String>>,
+    /// Writers that stopped waiting: their results are not kept.
+    abandoned: HashSet<u64>,
+    stop: bool,
 }
 
-pub struct CtdbStore {
-    api: Box<dyn CtdbApi>,
-    db: String,
+struct Shared {
     queue: Mutex<Queue>,
+    /// Wakes the committer: something was queued, or the store is being dropped.
+    work: Condvar,
+    /// Wakes writers: a transaction finished.
     done: Condvar,
 }
 
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct CtdbStore {
+    api: Arc<dyn CtdbApi>,
+    db: String,
+    shared: Arc<Shared>,
+    write_limit: Duration,
+}
+
 impl CtdbStore {
-    /// Attaches `db` (creating it cluster-wide if missing).
+    /// Attaches `db` (creating it cluster-wide if missing) and starts its committer.
     pub fn open(api: Box<dyn CtdbApi>, db: &str) -> Result<CtdbStore, StoreError> {
+        let api: Arc<dyn CtdbApi> = Arc::from(api);
         api.attach_persistent(db).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot attach CTDB persistent database {db} via {}: {e}; is ctdbd running \
@@ -36,58 +62,139 @@ impl CtdbStore {
                 api.describe()
             ))
         })?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let (committer_shared, committer_api, name) = (shared.clone(), api.clone(), db.to_string());
+        std::thread::Builder::new()
+            .name("gctdb-commit".into())
+            .spawn(move || commit_loop(&committer_shared, committer_api.as_ref(), &name))
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the commit thread for {db}: {e}"))
+            })?;
         Ok(CtdbStore {
             api,
             db: db.to_string(),
-            queue: Mutex::new(Queue::default()),
-            done: Condvar::new(),
+            shared,
+            write_limit: DEFAULT_WRITE_LIMIT,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    /// How long a writer waits for its transaction (DEFAULT_WRITE_LIMIT).
+    pub fn with_write_limit(mut self, limit: Duration) -> CtdbStore {
+        self.write_limit = limit;
+        self
     }
 
-    /// Queues one write and returns when the transaction that carried it has committed.
-    fn write(&self, w: Write, key: &str) -> Result<(), StoreError> {
-        let mut q = self.lock();
-        let ticket = q.next_ticket;
-        q.next_ticket += 1;
-        q.pending.push((ticket, w));
+    /// Queues writes (one transaction's worth, with whatever else is queued) and waits until
+    /// the transaction carrying them has committed, or write_limit.
+    fn write(&self, writes: Vec<Write>, what: &str) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.write_limit;
+        let mut q = self.shared.lock();
+        let tickets: Vec<u64> = writes
+            .into_iter()
+            .map(|w| {
+                let t = q.next_ticket;
+                q.next_ticket += 1;
+                q.pending.push((t, w));
+                t
+            })
+            .collect();
+        self.shared.work.notify_one();
+        let fail = |message: String| StoreError::Io {
+            op: "commit",
+            key: what.to_string(),
+            path: None,
+            source: std::io::Error::other(message),
+        };
         loop {
-            if let Some(r) = q.results.remove(&ticket) {
-                return r.map_err(|message| StoreError::Io {
-                    op: "commit",
-                    key: key.to_string(),
-                    path: None,
-                    source: std::io::Error::other(message),
-                });
-            }
-            if !q.committing {
-                // Lead: commit everything queued so far, including our own record.
-                let batch: Vec<(u64, Write)> = std::mem::take(&mut q.pending);
-                q.committing = true;
-                drop(q);
-                let writes: Vec<Write> = batch.iter().map(|(_, w)| w.clone()).collect();
-                let result = self
-                    .api
-                    .transaction(&self.db, &writes)
-                    .map_err(|e| e.to_string());
-                log::debug!(
-                    "ctdb store: committed {} write(s) in one transaction{}",
-                    writes.len(),
-                    if result.is_ok() { "" } else { " (failed)" }
-                );
-                q = self.lock();
-                for (t, _) in batch {
-                    q.results.insert(t, result.clone());
+            if tickets.iter().all(|t| q.results.contains_key(t)) {
+                let mut outcome = Ok(());
+                for t in &tickets {
+                    if let Some(Err(e)) = q.results.remove(t) {
+                        outcome = Err(fail(e));
+                    }
                 }
-                q.committing = false;
-                self.done.notify_all();
-            } else {
-                q = self.done.wait(q).unwrap_or_else(|e| e.into_inner());
+                return outcome;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                for t in &tickets {
+                    if q.results.remove(t).is_none() {
+                        q.abandoned.insert(*t);
+                    }
+                }
+                return Err(fail(format!(
+                    "not committed within {:?} (ctdbd slow, in recovery, or frozen?); the \
+                     write stays queued",
+                    self.write_limit
+                )));
+            }
+            q = self
+                .shared
+                .done
+                .wait_timeout(q, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for CtdbStore {
+    fn drop(&mut self) {
+        // The committer finishes what is queued, then exits.
+        self.shared.lock().stop = true;
+        self.shared.work.notify_all();
+    }
+}
+
+/// The committer: one transaction for everything queued, the last write of a key winning
+/// (in queue order, so a late batch never undoes a newer write).
+fn commit_loop(shared: &Shared, api: &dyn CtdbApi, db: &str) {
+    loop {
+        let batch = {
+            let mut q = shared.lock();
+            while q.pending.is_empty() && !q.stop {
+                q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            if q.pending.is_empty() {
+                return;
+            }
+            std::mem::take(&mut q.pending)
+        };
+        let mut last: BTreeMap<&[u8], &Option<Vec<u8>>> = BTreeMap::new();
+        for (_, (k, v)) in &batch {
+            last.insert(k, v);
+        }
+        let writes: Vec<Write> = last
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.clone()))
+            .collect();
+        let result = match catch_unwind(AssertUnwindSafe(|| api.transaction(db, &writes))) {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(panic) => Err(format!(
+                "internal error in the commit ({}); batch failed",
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into())
+            )),
+        };
+        log::debug!(
+            "ctdb store: committed {} write(s) in one transaction{}",
+            writes.len(),
+            if result.is_ok() { "" } else { " (failed)" }
+        );
+        let mut q = shared.lock();
+        for (t, _) in batch {
+            if !q.abandoned.remove(&t) {
+                q.results.insert(t, result.clone());
             }
         }
+        shared.done.notify_all();
     }
 }
 
@@ -98,7 +205,24 @@ impl Store for CtdbStore {
             // An empty record is how CTDB persistent databases mark a deletion.
             return Err(StoreError::BadKey(format!("{key} (empty value)")));
         }
-        self.write((key.as_bytes().to_vec(), Some(value.to_vec())), key)
+        self.write(vec![(key.as_bytes().to_vec(), Some(value.to_vec()))], key)
+    }
+
+    fn put_many(&self, writes: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        for (key, value) in writes {
+            check_key(key)?;
+            if value.is_empty() {
+                return Err(StoreError::BadKey(format!("{key} (empty value)")));
+            }
+        }
+        let what = format!("{} record(s)", writes.len());
+        self.write(
+            writes
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), Some(v.clone())))
+                .collect(),
+            &what,
+        )
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -122,7 +246,7 @@ impl Store for CtdbStore {
         check_key(key)?;
         match self.get(key)? {
             Some(v) if doomed(&v) => {
-                self.write((key.as_bytes().to_vec(), None), key)?;
+                self.write(vec![(key.as_bytes().to_vec(), None)], key)?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -180,6 +304,8 @@ mod tests {
         transactions: AtomicUsize,
         fetches: AtomicUsize,
         fail: std::sync::atomic::AtomicBool,
+        panic_once: std::sync::atomic::AtomicBool,
+        stall: Mutex<Duration>,
     }
 
     impl CtdbApi for Arc<FakeCtdb> {
@@ -193,7 +319,10 @@ mod tests {
             Ok(())
         }
         fn transaction(&self, _db: &str, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> CResult<()> {
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(5) + *self.stall.lock().unwrap());
+            if self.panic_once.swap(false, Ordering::SeqCst) {
+                panic!("thread spawn failed (injected)");
+            }
             self.transactions.fetch_add(1, Ordering::SeqCst);
             if self.fail.load(Ordering::SeqCst) {
                 return Err(crate::ctdb::CtdbError("commit refused".into()));
@@ -258,6 +387,48 @@ mod tests {
         assert!(store.delete("a").unwrap());
         assert!(!store.delete("a").unwrap());
         assert_eq!(store.get("a").unwrap(), None);
+    }
+
+    /// A panic in the commit (here injected where a thread spawn could fail) fails that
+    /// batch's writers, and later writers are committed: nothing wedges.
+    #[test]
+    fn a_panic_in_the_commit_fails_its_batch_and_later_writes_commit() {
+        let fake = Arc::new(FakeCtdb::default());
+        let store = CtdbStore::open(Box::new(fake.clone()), "t.tdb").unwrap();
+        fake.panic_once.store(true, Ordering::SeqCst);
+        let err = store.put("a", b"1").unwrap_err().to_string();
+        assert!(err.contains("internal error in the commit"), "{err}");
+        store.put("b", b"2").unwrap();
+        assert_eq!(store.get("b").unwrap().as_deref(), Some(&b"2"[..]));
+    }
+
+    /// ctdbd frozen: a writer gives up after its limit, the write stays queued and lands
+    /// once ctdbd answers again; the last write of a key wins across waiting writers.
+    #[test]
+    fn writers_wait_at_most_their_limit_and_queued_writes_land_later() {
+        let fake = Arc::new(FakeCtdb::default());
+        let store = CtdbStore::open(Box::new(fake.clone()), "t.tdb")
+            .unwrap()
+            .with_write_limit(Duration::from_millis(100));
+        *fake.stall.lock().unwrap() = Duration::from_millis(600);
+        let start = Instant::now();
+        assert!(store.put("k", b"old").is_err());
+        assert!(store.put("k", b"new").is_err());
+        assert!(
+            start.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            start.elapsed()
+        );
+        *fake.stall.lock().unwrap() = Duration::ZERO;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.get("k").unwrap().as_deref() != Some(&b"new"[..]) {
+            assert!(Instant::now() < deadline, "queued writes never landed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        store
+            .put_many(&[("m1".into(), b"1".to_vec()), ("m2".into(), b"2".to_vec())])
+            .unwrap();
+        assert_eq!(store.scan("m").unwrap().entries.len(), 2);
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct Scan {
 pub trait Store: Send + Sync {
     /// Stores `value` under `key`, durably, replacing any previous value.
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Stores several records; with a store that has transactions, in one.
+    fn put_many(&self, writes: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        writes.iter().try_for_each(|(k, v)| self.put(k, v))
+    }
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Removes `key` durably; `Ok(false)` when it was not there.
     fn delete(&self, key: &str) -> Result<bool, StoreError>;

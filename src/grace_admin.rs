@@ -12,6 +12,7 @@
 //! stays down, once CTDB moved every public IP off the node (the takers' windows cover
 //! those clients).
 
+use crate::backend::{PendingStatus, PENDING_PREFIX};
 use crate::ctdb::CtdbApi;
 use crate::grace::{self, ClusterView};
 use crate::records::{grace_key, GraceRecord, GRACE_PREFIX};
@@ -38,6 +39,39 @@ pub fn read_grace(store: &dyn Store) -> Result<(GraceRecords, Vec<String>), Stri
         }
     }
     Ok((out, skipped))
+}
+
+/// What each node published about records it could not store yet: `pending@<node>` in
+/// the grace store, and the run-time files of this machine's nodes (which still work when
+/// the store's own disk is full); where both exist the local file wins.
+pub fn pending_statuses(
+    grace: &dyn Store,
+    run_dir: Option<&std::path::Path>,
+) -> BTreeMap<String, PendingStatus> {
+    let mut out = BTreeMap::new();
+    if let Ok(scan) = grace.scan(PENDING_PREFIX) {
+        for (key, value) in scan.entries {
+            if let Some(st) = PendingStatus::decode(&value) {
+                out.insert(key[PENDING_PREFIX.len()..].to_string(), st);
+            }
+        }
+    }
+    if let Some(Ok(dir)) = run_dir.map(std::fs::read_dir) {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(node) = name.strip_prefix("pending-") else {
+                continue;
+            };
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            let small = entry.metadata().is_ok_and(|m| m.len() < 64 * 1024);
+            if let (true, true, Ok(bytes)) = (is_file, small, std::fs::read(entry.path())) {
+                if let Some(st) = PendingStatus::decode(&bytes) {
+                    out.insert(node.to_string(), st);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// This node's PNN and the live nodes, as ctdbd tells them.

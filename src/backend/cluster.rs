@@ -219,8 +219,12 @@ impl Backend {
             Ok(()) => true,
             Err(e) => {
                 log::error!(
-                    "cannot store this node's grace record ({e}); other nodes decide on the \
-                     previous one"
+                    "cannot store this node's grace record ({e}); {}",
+                    if self.cluster.is_some() {
+                        "other nodes decide on the previous one"
+                    } else {
+                        "the next start reads the previous one"
+                    }
                 );
                 false
             }
@@ -380,15 +384,28 @@ impl Backend {
         // the releasing node waits until every live node enforces, so a node that lifted on
         // a stale view is seen not enforcing and rejoins before anything is released.
         let mut lift = t.lift;
-        if lift {
-            // Others must see that we stop enforcing before we do: a releasing node relies
-            // on it. If the write fails, stay in grace and say so.
-            if !self.write_grace(&st) {
+        let mut unstored = false;
+        // Alone: no CTDB and no other node's record (the dir store shared by several nodes
+        // has theirs).
+        let alone = self.cluster.is_none() && view.records.keys().all(|n| *n == me);
+        if lift && !self.write_grace(&st) {
+            if alone {
+                // Nobody else reads a standalone node's record: leave grace at Grace_Period
+                // as Ganesha decided (the record only tells the next start that this grace
+                // period was interrupted, and a start offers every record anyway).
+                log::error!(
+                    "grace: leaving grace although this node's grace record cannot be stored \
+                     (the error above); a standalone node has no other node to tell"
+                );
+            } else {
+                // Others must see that we stop enforcing before we do (a releasing node
+                // relies on it): stay in grace until the store takes the record.
                 st.grace.cluster.enforcing = true;
                 self.write_grace_later(&st);
                 lift = false;
+                unstored = true;
             }
-        } else if t.write.is_some() {
+        } else if !lift && t.write.is_some() {
             self.write_grace_later(&st);
         }
         if !lift {
@@ -400,7 +417,12 @@ impl Backend {
                     .collect();
                 log::info!(
                     "grace: staying in grace: {}",
-                    if st.grace.held {
+                    if unstored {
+                        "this node cannot store that it stops enforcing grace (the error \
+                         above), and the other nodes must know before it does; retrying at \
+                         every reaper tick"
+                            .to_string()
+                    } else if st.grace.held {
                         "a CTDB takeover run is in progress on this node".to_string()
                     } else {
                         format!("node(s) {waiting:?} still recover their clients")

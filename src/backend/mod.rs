@@ -23,7 +23,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 mod cluster;
+mod pending;
 mod release;
+
+pub use pending::{run_file, PendingStatus, MAX_PENDING, PENDING_PREFIX};
+use pending::{Op, Pending, StatusSinks};
 
 pub use release::{ClientReleaser, ReleaseOutcome, RELEASE_LIMIT, RELEASE_PREFIX};
 
@@ -118,6 +122,8 @@ struct State {
     /// (`ctdb moveip` runs no ipreallocated event).
     held_for: BTreeSet<IpAddr>,
     held_since: Option<Instant>,
+    /// Set when this grace period's epoch could not be stored (see `stamp`).
+    stamp_nonce: Option<String>,
     /// Clients whose state this node let go because the IP they reached it through left
     /// (release verb, Ganesha's own "2:<ip>"): their rm_clid keeps their records, which
     /// the IP's taker offers for reclaim.
@@ -167,6 +173,14 @@ pub struct Backend {
     releaser: RwLock<Option<Arc<dyn ClientReleaser>>>,
     /// An NFSv4.0 client was filed by its owner string (once per process is enough).
     v40_heuristic_logged: std::sync::atomic::AtomicBool,
+    /// Client records the store could not take yet (D1 under faults).
+    pending: Arc<Pending>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.pending.stop();
+    }
 }
 
 /// How long the public IP list read for filing NFSv4.0 clients is reused.
@@ -263,7 +277,19 @@ impl Backend {
                 ""
             }
         );
+        let pending = Pending::new(
+            store.clone(),
+            StatusSinks {
+                // Published where status can read it even when the records' store is the
+                // one failing: the grace database (a store of its own with ctdb) and a file
+                // in the run-time directory.
+                grace_store: (!Arc::ptr_eq(&store, &grace_store)).then(|| grace_store.clone()),
+                run_file: Some(run_file(node_id)),
+                node_id: node_id.to_string(),
+            },
+        );
         Ok(Backend {
+            pending,
             store,
             grace_store,
             node_id: node_id.to_string(),
@@ -308,8 +334,14 @@ impl Backend {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn stamp(&self, epoch: u64) -> String {
-        format!("{}.{}", self.node_id, epoch)
+    /// `<node>.<epoch>`, and `.<nonce>` when this grace period's epoch could not be
+    /// stored: a restart would then hand out the same epoch again, and records rewritten in
+    /// this grace period must not look rewritten in that one.
+    fn stamp(&self, st: &State) -> String {
+        match &st.stamp_nonce {
+            None => format!("{}.{}", self.node_id, st.grace.epoch),
+            Some(n) => format!("{}.{}.{n}", self.node_id, st.grace.epoch),
+        }
     }
 
     /// recovery_read_clids: the clients that may reclaim, unique by tag.
@@ -376,7 +408,7 @@ impl Backend {
                 return Vec::new();
             }
         }
-        let current = self.stamp(st.grace.epoch);
+        let current = self.stamp(&st);
         let scan = match self.store.scan(V4_PREFIX) {
             Ok(scan) => scan,
             Err(e) => {
@@ -394,8 +426,16 @@ impl Backend {
                 skipped.reason
             );
         }
+        // Records still waiting to be stored count as present (D1 under faults).
+        let mut entries: BTreeMap<String, Vec<u8>> = scan.entries.into_iter().collect();
+        for (key, value) in self.pending.overlay(V4_PREFIX) {
+            match value {
+                Some(v) => entries.insert(key, v),
+                None => entries.remove(&key),
+            };
+        }
         let mut by_tag: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (key, value) in scan.entries {
+        for (key, value) in entries {
             let Some((ip, tag)) = parse_v4_key(&key) else {
                 log::warn!("skipping store entry {key:?}: not a v4@<ip>@<tag> key");
                 continue;
@@ -441,13 +481,21 @@ impl Backend {
         st.grace.cluster.enforcing = true;
         st.local_in_grace = true;
         st.fresh_grace = false;
-        if let Err(e) = self
+        match self
             .gstore()
             .put(&grace_key(&self.node_id), &st.grace.encode())
         {
-            // Stamps stay unique in this process either way; what is lost is only the
-            // record that a grace period is open, which status reports.
-            log::error!("cannot record grace epoch {}: {e}", st.grace.epoch);
+            Ok(()) => st.stamp_nonce = None,
+            Err(e) => {
+                let nonce = format!("{:08x}", getrandom::u32().unwrap_or(std::process::id()));
+                log::error!(
+                    "cannot record grace epoch {}: {e}; this grace period's client records \
+                     are stamped with nonce {nonce} so that a restart, which would reuse the \
+                     epoch, cannot mistake them for its own",
+                    st.grace.epoch
+                );
+                st.stamp_nonce = Some(nonce);
+            }
         }
     }
 
@@ -597,7 +645,7 @@ impl Backend {
         let stamp = {
             let mut st = self.state();
             st.keys_by_clientid.insert(client.clientid, keys.clone());
-            self.stamp(st.grace.epoch)
+            self.stamp(&st)
         };
         let record = ClientRecord {
             clientid: client.clientid,
@@ -605,22 +653,44 @@ impl Backend {
             revoked: Vec::new(),
         };
         let encoded = record.encode();
-        let result = keys
-            .iter()
-            .try_for_each(|key| self.store.put(key, &encoded));
+        let result = self.durable_put(&keys, &encoded);
         match &result {
             Ok(()) => log::debug!(
                 "add_clid {:#x}: stored {}",
                 client.clientid,
                 keys.join(", ")
             ),
-            Err(e) => log::error!(
-                "add_clid {:#x}: client record not stored ({e}); this client cannot reclaim \
-                 after a restart",
+            Err(e) => log::debug!(
+                "add_clid {:#x}: not stored yet ({e}); kept and retried",
                 client.clientid
             ),
         }
         (tag, result)
+    }
+
+    /// Stores `value` under each key, or keeps it for the retrier when the store fails or
+    /// a fault is already in progress (then without waiting on the store at all).
+    fn durable_put(&self, keys: &[String], value: &[u8]) -> Result<(), StoreError> {
+        let mut outcome = Ok(());
+        for key in keys {
+            let error = if self.pending.active() {
+                StoreError::Unavailable("a store fault is in progress".into())
+            } else {
+                match self.store.put(key, value) {
+                    Ok(()) => continue,
+                    Err(e) => e,
+                }
+            };
+            self.pending
+                .keep(key, Op::Put(value.to_vec()), &error.to_string());
+            outcome = Err(error);
+        }
+        outcome
+    }
+
+    /// Records pending durability, for status.
+    pub fn pending_status(&self) -> PendingStatus {
+        self.pending.status()
     }
 
     fn keys_of(&self, client: &ClientInfo, forget: bool) -> Vec<String> {
@@ -662,13 +732,27 @@ impl Backend {
             let ours = |bytes: &[u8]| {
                 ClientRecord::decode(bytes).map_or(true, |rec| rec.clientid == client.clientid)
             };
-            match self.store.delete_if(&key, &ours) {
+            let result = if self.pending.active() {
+                Err(StoreError::Unavailable(
+                    "a store fault is in progress".into(),
+                ))
+            } else {
+                self.store.delete_if(&key, &ours)
+            };
+            match result {
                 Ok(true) => log::debug!("rm_clid {:#x}: removed {key}", client.clientid),
                 Ok(false) => log::debug!(
                     "rm_clid {:#x}: {key} absent or another client's; kept",
                     client.clientid
                 ),
-                Err(e) => log::error!("rm_clid {:#x}: {e}", client.clientid),
+                Err(e) => {
+                    log::debug!(
+                        "rm_clid {:#x}: {e}; the deletion is retried",
+                        client.clientid
+                    );
+                    self.pending
+                        .keep(&key, Op::DeleteIfOwner(client.clientid), &e.to_string());
+                }
             }
         }
     }
@@ -678,14 +762,18 @@ impl Backend {
         let encoded = crate::records::base64url(fh);
         let _guard = self.records.read().unwrap_or_else(|e| e.into_inner());
         for key in self.keys_of(client, false) {
-            let mut record = match self.store.get(&key) {
+            let current = match self.pending.kept_put(&key) {
+                Some(v) => Ok(Some(v)),
+                None => self.store.get(&key),
+            };
+            let mut record = match current {
                 Ok(Some(bytes)) => match ClientRecord::decode(&bytes) {
                     Ok(r) => r,
                     Err(e) => {
                         log::warn!("add_revoke_fh: record {key:?} unreadable ({e}); rewriting it");
                         ClientRecord {
                             clientid: client.clientid,
-                            stamp: self.stamp(self.state().grace.epoch),
+                            stamp: self.stamp(&self.state()),
                             revoked: Vec::new(),
                         }
                     }
@@ -697,7 +785,7 @@ impl Backend {
                     );
                     ClientRecord {
                         clientid: client.clientid,
-                        stamp: self.stamp(self.state().grace.epoch),
+                        stamp: self.stamp(&self.state()),
                         revoked: Vec::new(),
                     }
                 }
@@ -712,9 +800,9 @@ impl Backend {
             if !record.revoked.contains(&encoded) {
                 record.revoked.push(encoded.clone());
             }
-            if let Err(e) = self.store.put(&key, &record.encode()) {
-                log::error!(
-                    "add_revoke_fh {:#x}: {e}; revoked handle not recorded",
+            if let Err(e) = self.durable_put(std::slice::from_ref(&key), &record.encode()) {
+                log::debug!(
+                    "add_revoke_fh {:#x}: {e}; the revoked handle is kept and retried",
                     client.clientid
                 );
             }
@@ -745,10 +833,11 @@ impl Backend {
             drop(st);
             let store = self.store.clone();
             let records = self.records.clone();
+            let pending = self.pending.clone();
             let spawned = std::thread::Builder::new()
                 .name("gctdb-end-grace".into())
                 .spawn(move || {
-                    let removed = drop_unreclaimed(store.as_ref(), &records, offered);
+                    let removed = drop_unreclaimed(store.as_ref(), &records, &pending, offered);
                     log::info!(
                         "grace epoch {epoch} ended; {removed} client(s) that did not reclaim \
                          lost their records"
@@ -761,7 +850,7 @@ impl Backend {
         }
         self.write_grace(&st);
         drop(st);
-        let removed = drop_unreclaimed(self.store.as_ref(), &self.records, offered);
+        let removed = drop_unreclaimed(self.store.as_ref(), &self.records, &self.pending, offered);
         log::info!(
             "grace epoch {epoch} ended; {removed} client(s) that did not reclaim lost their records"
         );
@@ -784,10 +873,18 @@ impl Backend {
 fn drop_unreclaimed(
     store: &dyn Store,
     records: &RwLock<()>,
+    pending: &Pending,
     offered: HashMap<String, String>,
 ) -> usize {
     let mut removed = 0usize;
     for (key, stamp) in offered {
+        // A rewrite still waiting to be stored: the client did reclaim (D1 under faults).
+        let _guard = records.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(kept) = pending.kept_put(&key) {
+            if ClientRecord::decode(&kept).map_or(true, |rec| rec.stamp != stamp) {
+                continue;
+            }
+        }
         let unreclaimed = |bytes: &[u8]| match ClientRecord::decode(bytes) {
             Ok(rec) => rec.stamp == stamp, // rewritten: the client reclaimed
             Err(e) => {
@@ -795,7 +892,6 @@ fn drop_unreclaimed(
                 false
             }
         };
-        let _guard = records.write().unwrap_or_else(|e| e.into_inner());
         match store.delete_if(&key, &unreclaimed) {
             Ok(true) => removed += 1,
             Ok(false) => {}
@@ -857,12 +953,9 @@ mod tests {
 
     /// Restarts the backend on the same store, as a crashed Ganesha would.
     fn restart(b: Backend) -> Backend {
-        let Backend {
-            store,
-            grace_store,
-            node_id,
-            ..
-        } = b;
+        let (store, grace_store, node_id) =
+            (b.store.clone(), b.grace_store.clone(), b.node_id.clone());
+        drop(b);
         Backend::from_parts(store, grace_store, &node_id, None).unwrap()
     }
 

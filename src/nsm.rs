@@ -10,10 +10,10 @@
 
 use oncrpc::pmap::{getport_args, IPPROTO_UDP};
 pub use oncrpc::pmap::{PMAPPROC_GETPORT, PMAP_PROG, PMAP_VERS};
-use oncrpc::rpc::{encode_call, next_xid, parse_reply, reply_xid, Auth, CallHeader};
+use oncrpc::rpc::{encode_call, parse_reply, reply_xid, Auth, CallHeader};
 use oncrpc::{XdrReader, XdrWriter};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -80,6 +80,9 @@ pub struct Report {
     pub outcomes: Vec<(IpAddr, Outcome)>,
     pub elapsed: Duration,
     pub sent: usize,
+    /// Replies that did not come from the address their request went to (or answered no
+    /// request of ours): ignored, and counted here.
+    pub ignored: usize,
 }
 
 impl Report {
@@ -115,7 +118,32 @@ impl Pending {
 
 /// Notifies every client in `clients`; returns who answered and who did not.
 pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
-    let start = Instant::now();
+    notify_with(plan, clients, None, Instant::now())
+}
+
+/// An xid no request in flight has: unpredictable, so that a peer that sees its own
+/// request cannot guess another client's and answer for it.
+fn fresh_xid(pending: &HashMap<u32, Pending>) -> u32 {
+    loop {
+        let xid = getrandom::u32().unwrap_or_else(|_| oncrpc::rpc::next_xid());
+        if !pending.contains_key(&xid) {
+            return xid;
+        }
+    }
+}
+
+/// As `notify`, with more clients arriving on `late` while it runs (names being resolved:
+/// a slow one holds up nobody) until the sender hangs up; the run ends `plan.total` after
+/// `start`, and the report's duration counts from there.
+pub fn notify_with(
+    plan: &NotifyPlan,
+    clients: &[IpAddr],
+    late: Option<std::sync::mpsc::Receiver<IpAddr>>,
+    start: Instant,
+) -> io::Result<Report> {
+    let mut clients: Vec<IpAddr> = clients.to_vec();
+    let mut known: HashSet<IpAddr> = clients.iter().copied().collect();
+    let mut late = late;
     let socket = UdpSocket::bind(SocketAddr::new(plan.source, 0))?;
     socket.set_read_timeout(Some(Duration::from_millis(5)))?;
     let _ =
@@ -123,6 +151,7 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
     let auth = Auth::None;
     let window = plan.in_flight.max(1);
     let mut stages: Vec<Stage> = clients.iter().map(|_| Stage::GetPort).collect();
+    let mut ignored = 0usize;
     let mut pending: HashMap<u32, Pending> = HashMap::new();
     // Send times, earliest first: each loop looks only at what is due, so thousands of
     // requests in flight cost nothing while they wait.
@@ -140,7 +169,7 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
                  vers: u32,
                  proc_: u32,
                  args: &[u8]| {
-        let xid = next_xid();
+        let xid = fresh_xid(pending);
         let msg = encode_call(
             &CallHeader {
                 xid,
@@ -167,7 +196,28 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
     let getport = getport_args(SM_PROG, SM_VERS, IPPROTO_UDP);
     let deadline = start + plan.total;
     let mut buf = vec![0u8; 65536];
-    while (admitted < clients.len() || !pending.is_empty()) && Instant::now() < deadline {
+    loop {
+        if let Some(rx) = &late {
+            loop {
+                match rx.try_recv() {
+                    Ok(ip) => {
+                        if known.insert(ip) {
+                            clients.push(ip);
+                            stages.push(Stage::GetPort);
+                        }
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        late = None;
+                        break;
+                    }
+                }
+            }
+        }
+        let busy = admitted < clients.len() || !pending.is_empty() || late.is_some();
+        if !busy || Instant::now() >= deadline {
+            break;
+        }
         while fresh < window && admitted < clients.len() {
             let to = SocketAddr::new(clients[admitted], plan.pmap_port);
             queue(
@@ -203,7 +253,7 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
             due.push(Reverse((now + p.interval, xid)));
             p.interval = (p.interval * 2).min(Duration::from_secs(4));
         }
-        let (n, _from) = match socket.recv_from(&mut buf) {
+        let (n, from) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
             Err(e)
                 if matches!(
@@ -219,10 +269,17 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
             Err(e) => return Err(e),
         };
         let msg = &buf[..n];
-        let Ok(xid) = reply_xid(msg) else { continue };
-        // The reply's source address is not checked against the client's: a host with
-        // several addresses may answer from another one, and a client left un-notified
-        // loses its locks; the xid is what ties a reply to its call.
+        let Ok(xid) = reply_xid(msg) else {
+            ignored += 1;
+            continue;
+        };
+        // A reply counts only from the address its request went to: another host (another
+        // NFS client, say) must not answer for a client and mark it as having no statd.
+        let from_asked = pending.get(&xid).is_some_and(|p| same_endpoint(p.to, from));
+        if !from_asked {
+            ignored += 1;
+            continue;
+        }
         let Some(p) = pending.remove(&xid) else {
             continue;
         };
@@ -295,7 +352,17 @@ pub fn notify(plan: &NotifyPlan, clients: &[IpAddr]) -> io::Result<Report> {
         outcomes,
         elapsed: start.elapsed(),
         sent,
+        ignored,
     })
+}
+
+/// The same address and port, an IPv4-mapped IPv6 address being the IPv4 one.
+fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    a.port() == b.port() && canon(a.ip()) == canon(b.ip())
 }
 
 #[cfg(test)]
@@ -461,6 +528,75 @@ mod tests {
             got += 1;
         }
         assert!(got > 2, "the silent client was retried ({got} datagrams)");
+    }
+
+    /// Another client (here 127.0.0.3, itself being notified) answers the GETPORTs it can
+    /// guess with "port 0" for every xid near its own: the victim is still notified, and the
+    /// forged replies are counted as ignored.
+    #[test]
+    fn a_hostile_peer_cannot_answer_for_another_client() {
+        let (port, _rx) = responder(true, 0);
+        let hostile = UdpSocket::bind(("127.0.0.3", port)).unwrap();
+        hostile
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let attacker = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut forged = 0;
+            while let Ok((n, from)) = hostile.recv_from(&mut buf) {
+                let seen = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                let _ = n;
+                for delta in 0..64u32 {
+                    for xid in [seen.wrapping_add(delta), seen.wrapping_sub(delta)] {
+                        let mut w = XdrWriter::new();
+                        w.u32(xid).u32(1).u32(0).u32(0).opaque(&[]).u32(0).u32(0);
+                        let _ = hostile.send_to(w.as_bytes(), from);
+                        forged += 1;
+                    }
+                }
+            }
+            forged
+        });
+        let mut pl = plan(port);
+        pl.total = Duration::from_secs(4);
+        let victim: IpAddr = "127.0.0.1".parse().unwrap();
+        let evil: IpAddr = "127.0.0.3".parse().unwrap();
+        let report = notify(&pl, &[evil, victim]).unwrap();
+        assert_eq!(
+            report.outcomes[1],
+            (victim, Outcome::Notified),
+            "{report:?}"
+        );
+        let forged = attacker.join().unwrap();
+        assert!(
+            forged > 0 && report.ignored > 0,
+            "{forged} forged, {report:?}"
+        );
+    }
+
+    #[test]
+    fn clients_arriving_late_are_notified_and_a_hung_one_holds_up_nobody() {
+        let (port, _rx) = responder(true, 0);
+        let mut pl = plan(port);
+        pl.total = Duration::from_secs(2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            tx.send("127.0.0.1".parse::<IpAddr>().unwrap()).unwrap();
+            // A name that never resolves: the sender stays open past the time bound.
+            std::thread::sleep(Duration::from_secs(4));
+            drop(tx);
+        });
+        let start = Instant::now();
+        let report = notify_with(&pl, &[], Some(rx), start).unwrap();
+        assert_eq!(report.outcomes.len(), 1);
+        assert_eq!(report.outcomes[0].1, Outcome::Notified);
+        assert!(
+            report.elapsed >= Duration::from_secs(2) && report.elapsed < Duration::from_secs(3),
+            "bounded by the plan, not the hung resolution: {:?}",
+            report.elapsed
+        );
+        let _ = sender;
     }
 
     #[test]

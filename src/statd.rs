@@ -12,6 +12,7 @@
 use crate::nsm::{self, NotifyPlan, Report};
 use crate::records::ServerIp;
 use crate::store::{Store, StoreError};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -75,7 +76,7 @@ pub fn check_client_name(name: &str) -> Result<(), StatdError> {
 }
 
 const MONITORED: &[u8] = b"v1 monitored=1";
-const UNMONITORED: &[u8] = b"v1 monitored=0";
+pub const UNMONITORED: &[u8] = b"v1 monitored=0";
 
 pub fn add_client(store: &dyn Store, ips: &[ServerIp], client: &str) -> Result<(), StatdError> {
     check_client_name(client)?;
@@ -131,50 +132,95 @@ pub fn next_state(store: &dyn Store, ip: &IpAddr) -> Result<u32, StatdError> {
     Ok(state)
 }
 
-fn resolve(client: &str) -> Option<IpAddr> {
-    if let Ok(ip) = client.trim_matches(|c| c == '[' || c == ']').parse() {
-        return Some(ip);
+/// A client name given as an address literal (statd hands IPv6 ones bracketed or not).
+fn literal(client: &str) -> Option<IpAddr> {
+    client.trim_matches(|c| c == '[' || c == ']').parse().ok()
+}
+
+/// Most name lookups running at once (each is a thread blocked in getaddrinfo).
+const RESOLVERS: usize = 32;
+
+/// Resolves `names` on threads of their own, sending each address as it is found: a name
+/// whose DNS server never answers delays nobody. Returns the names not resolved (failed, or
+/// still pending when the caller stopped listening) through `unresolved` once all are done.
+fn resolve_in_background(
+    names: Vec<String>,
+    found: std::sync::mpsc::Sender<IpAddr>,
+) -> std::sync::Arc<std::sync::Mutex<BTreeSet<String>>> {
+    use std::sync::{Arc, Mutex};
+    let outstanding: Arc<Mutex<BTreeSet<String>>> =
+        Arc::new(Mutex::new(names.iter().cloned().collect()));
+    let queue = Arc::new(Mutex::new(names));
+    let workers = queue.lock().map(|q| q.len()).unwrap_or(0).min(RESOLVERS);
+    for _ in 0..workers {
+        let (queue, outstanding, found) = (queue.clone(), outstanding.clone(), found.clone());
+        let spawned = std::thread::Builder::new()
+            .name("gctdb-resolve".into())
+            .spawn(move || loop {
+                let Some(name) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                    return;
+                };
+                let addr = (name.as_str(), 0u16)
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .map(|a| a.ip());
+                if let Some(ip) = addr {
+                    if let Ok(mut o) = outstanding.lock() {
+                        o.remove(&name);
+                    }
+                    let _ = found.send(ip);
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("NSM: cannot start a name resolver ({e}); fewer names resolve at once");
+        }
     }
-    (client, 0u16)
-        .to_socket_addrs()
-        .ok()?
-        .map(|a| a.ip())
-        .next()
+    outstanding
 }
 
 /// Notifies every NLM client recorded for `ip`, from `ip`, with `ip` and `nfs_hostname` as
-/// names; then drops the records of clients statd no longer monitors.
+/// names; then drops the records of clients statd no longer monitors. Names are resolved in
+/// parallel inside the run's time bound (`total`, counted from the call): clients recorded
+/// by address are notified at once whatever DNS does. Returns the report and the names that
+/// did not resolve in time.
 pub fn notify_ip(
     store: &dyn Store,
     ip: IpAddr,
     nfs_hostname: &str,
     total: Duration,
 ) -> Result<(Report, Vec<String>), StatdError> {
+    let start = std::time::Instant::now();
     let clients = clients_of(store, &ip)?;
-    let mut unresolved = Vec::new();
     let mut addrs = Vec::new();
+    let mut names = Vec::new();
     for (name, _) in &clients {
-        match resolve(name) {
-            Some(a) if !addrs.contains(&a) => addrs.push(a),
-            Some(_) => {}
-            None => unresolved.push(name.clone()),
+        match literal(name) {
+            Some(a) => addrs.push(a),
+            None => names.push(name.clone()),
         }
     }
     let state = next_state(store, &ip)?;
-    let mut names = vec![ip.to_string()];
-    if !nfs_hostname.is_empty() && nfs_hostname != names[0] {
-        names.push(nfs_hostname.to_string());
+    let mut announce = vec![ip.to_string()];
+    if !nfs_hostname.is_empty() && nfs_hostname != announce[0] {
+        announce.push(nfs_hostname.to_string());
     }
     let plan = NotifyPlan {
         source: ip,
-        names,
+        names: announce,
         state,
         pmap_port: 111,
         first_retry: Duration::from_millis(500),
         in_flight: nsm::DEFAULT_IN_FLIGHT,
         total,
     };
-    let report = nsm::notify(&plan, &addrs).map_err(StatdError::Io)?;
+    let (found, late) = std::sync::mpsc::channel();
+    let outstanding = resolve_in_background(names, found);
+    let report = nsm::notify_with(&plan, &addrs, Some(late), start).map_err(StatdError::Io)?;
+    let unresolved: Vec<String> = outstanding
+        .lock()
+        .map(|o| o.iter().cloned().collect())
+        .unwrap_or_default();
     // Notified: drop what statd had unmonitored, unless it monitored the client again
     // while the notification ran.
     for (name, monitored) in clients {

@@ -7,6 +7,15 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// Moves the calling thread into the named network namespace (`ip netns add` name): sockets
+/// it creates from then on live there.
+pub fn enter(ns: &str) -> io::Result<()> {
+    let path = format!("/var/run/netns/{ns}");
+    let f = std::fs::File::open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("network namespace {path}: {e}")))?;
+    setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| io::Error::other(format!("setns({path}): {e}")))
+}
+
 /// Connects to `addr` from inside the named namespace (`ip netns add` name), or from the
 /// current one when `ns` is None. The stream gets `timeout` as read and write timeout so a
 /// hung server fails a test instead of hanging it.
@@ -14,11 +23,7 @@ pub fn connect(ns: Option<&str>, addr: SocketAddr, timeout: Duration) -> io::Res
     let ns = ns.map(str::to_owned);
     let stream = std::thread::spawn(move || -> io::Result<TcpStream> {
         if let Some(ns) = ns {
-            let path = format!("/var/run/netns/{ns}");
-            let f = std::fs::File::open(&path)
-                .map_err(|e| io::Error::new(e.kind(), format!("network namespace {path}: {e}")))?;
-            setns(&f, CloneFlags::CLONE_NEWNET)
-                .map_err(|e| io::Error::other(format!("setns({path}): {e}")))?;
+            enter(&ns)?;
         }
         TcpStream::connect_timeout(&addr, timeout)
     })

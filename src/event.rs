@@ -64,8 +64,13 @@ impl EventContext {
     }
 }
 
-/// Runs one event; an error is printed by the caller and fails the event (only `monitor`
-/// fails: a failing takeip/releaseip would make CTDB ban the node).
+/// Runs one event; an error is printed by the caller and fails the event. Events fail only
+/// when Ganesha runs but does not answer (hung): moving an IP away from a Ganesha that may
+/// still hold its clients' locks, or holding the cluster in grace without it, cannot be done
+/// safely, so CTDB retries and, if it stays hung, bans the node. A Ganesha that is not
+/// running holds nothing: the node's exit marker holds the cluster in grace for its
+/// clients, and the event goes on once every live node enforces (monitor fails after two
+/// runs, see `monitor`).
 pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String> {
     let ip = || -> Result<IpAddr, String> {
         let ip = args
@@ -75,30 +80,51 @@ pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String
             .map_err(|e| format!("event {name}: {ip:?} is not an IP address ({e})"))
     };
     match name {
-        "startrecovery" => {
-            tell_ganesha(name, "3:hold");
-        }
-        "takeip" => {
-            tell_ganesha(name, &format!("5:{}", ip()?));
-        }
+        // The databases are frozen until this event returns: no marker can be written now
+        // (ExecStopPost or monitor wrote it when Ganesha stopped).
+        "startrecovery" => match tell_ganesha(name, "3:hold") {
+            Reach::Answered | Reach::NotRunning => {}
+            Reach::Hung(e) => return Err(e),
+        },
+        "takeip" => match tell_ganesha(name, &format!("5:{}", ip()?)) {
+            Reach::Answered => {}
+            // It reads the IPs it holds when it starts; meanwhile the marker holds.
+            Reach::NotRunning => ensure_exit_marker(name, ctx),
+            Reach::Hung(e) => return Err(e),
+        },
         "releaseip" => {
             let ip = ip()?;
-            if tell_ganesha(name, &format!("3:hold:{ip}")) {
-                wait_for_enforcement(ctx);
-                release_clients(name, &ip.to_string(), ctx);
+            match tell_ganesha(name, &format!("3:hold:{ip}")) {
+                Reach::Answered => {
+                    wait_for_enforcement(ctx);
+                    release_clients(name, &ip.to_string(), ctx);
+                    if let Reach::Hung(e) = tell_ganesha(name, &format!("2:{ip}")) {
+                        return Err(e);
+                    }
+                }
+                Reach::NotRunning => {
+                    ensure_exit_marker(name, ctx);
+                    wait_for_enforcement(ctx);
+                }
+                Reach::Hung(e) => return Err(e),
             }
-            tell_ganesha(name, &format!("2:{ip}"));
         }
-        "shutdown" if tell_ganesha(name, "3:hold") => {
-            wait_for_enforcement(ctx);
-            release_clients(name, "all", ctx);
-        }
+        "shutdown" => match tell_ganesha(name, "3:hold") {
+            Reach::Answered => {
+                wait_for_enforcement(ctx);
+                release_clients(name, "all", ctx);
+            }
+            Reach::NotRunning => {}
+            Reach::Hung(e) => return Err(e),
+        },
         // A hold started in startrecovery may not be in the database yet (it is written
         // once the recovery has unfrozen it), so ask Ganesha instead: a node in grace gets
         // the end of the takeover run; one that is not is not holding.
         "ipreallocated" => match dbus_admin::in_grace(DBUS_TIMEOUT) {
             Ok(true) => {
-                tell_ganesha(name, "3:ipreallocated");
+                if let Reach::Hung(e) = tell_ganesha(name, "3:ipreallocated") {
+                    return Err(e);
+                }
             }
             Ok(false) => {}
             Err(e) => {
@@ -114,28 +140,66 @@ pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String
     Ok(())
 }
 
-/// Calls Ganesha's admin grace method; false (reported on stderr, which CTDB logs) when
-/// Ganesha does not answer.
-fn tell_ganesha(event: &str, arg: &str) -> bool {
+/// Whether Ganesha took a grace call.
+enum Reach {
+    Answered,
+    /// Nobody owns its bus name (or there is no bus): it is not running.
+    NotRunning,
+    /// It runs but did not answer within DBUS_TIMEOUT.
+    Hung(String),
+}
+
+/// Calls Ganesha's admin grace method, reporting on stdout/stderr (CTDB logs both).
+fn tell_ganesha(event: &str, arg: &str) -> Reach {
     match dbus_admin::grace(arg, DBUS_TIMEOUT) {
         Ok(msg) => {
             println!("ganesha-ctdb: {event}: grace {arg:?}: Ganesha: {msg}");
-            true
+            Reach::Answered
+        }
+        Err(e) if ganesha_gone() => {
+            eprintln!(
+                "ganesha-ctdb: {event}: grace {arg:?}: nfs-ganesha is not running ({e}); its \
+                 exit marker holds the cluster in grace, and it reads the IPs it holds when \
+                 it starts"
+            );
+            Reach::NotRunning
         }
         Err(e) => {
-            eprintln!(
-                "ganesha-ctdb: {event}: grace {arg:?}: {e} (is nfs-ganesha running? it reads \
-                 the IPs it holds when it starts)"
+            let e = format!(
+                "{event}: grace {arg:?}: nfs-ganesha runs but does not answer ({e}); failing \
+                 the event so that CTDB neither moves an IP whose clients' state it may still \
+                 hold nor goes on without it (CTDB retries, and bans the node if it stays hung)"
             );
-            false
+            eprintln!("ganesha-ctdb: {e}");
+            Reach::Hung(e)
         }
     }
 }
 
-/// Ganesha is not running: nobody owns its bus name (a Ganesha that is only slow to answer
-/// still does).
+/// Ganesha is not running: nobody owns its bus name, or there is no bus at all (Ganesha
+/// needs it for the admin interface; a slow Ganesha still owns the name).
 fn ganesha_gone() -> bool {
-    matches!(dbus_admin::ganesha_on_bus(DBUS_TIMEOUT), Ok(false))
+    !matches!(dbus_admin::ganesha_on_bus(DBUS_TIMEOUT), Ok(true))
+}
+
+/// Stores the exit marker unless this node's record already holds the cluster in grace.
+fn ensure_exit_marker(event: &str, ctx: &EventContext) {
+    let done = ctx.grace_store().and_then(|(tool, store)| {
+        let m = grace_admin::membership(&tool)?;
+        let (records, _) = grace_admin::read_grace(&store)?;
+        if records
+            .get(&m.me)
+            .is_some_and(|r| r.cluster.need_grace && r.cluster.enforcing)
+        {
+            return Ok(None);
+        }
+        grace_admin::mark_ganesha_stopped(&store, &tool).map(Some)
+    });
+    match done {
+        Ok(Some(msg)) => println!("ganesha-ctdb: {event}: {msg}"),
+        Ok(None) => {}
+        Err(e) => eprintln!("ganesha-ctdb: {event}: cannot store the exit marker: {e}"),
+    }
 }
 
 /// Waits until every live node enforces grace (S1: a planned release must not drop state
@@ -204,7 +268,10 @@ fn release_clients(event: &str, what: &str, ctx: &EventContext) {
             .unwrap_or_default()
     );
     let start = Instant::now();
-    if !tell_ganesha(event, &format!("3:release:{what}:{token}")) {
+    if !matches!(
+        tell_ganesha(event, &format!("3:release:{what}:{token}")),
+        Reach::Answered
+    ) {
         return;
     }
     let limit = RELEASE_LIMIT + Duration::from_secs(5);
@@ -261,27 +328,33 @@ fn release_clients(event: &str, what: &str, ctx: &EventContext) {
     );
 }
 
-/// `monitor`: Ganesha answers, or the node holds the cluster in grace for it and, after
-/// MONITOR_FAILURES runs in a row, is reported unhealthy.
+/// `monitor`: Ganesha answers; or, when it does not at MONITOR_FAILURES runs in a row, the
+/// node is reported unhealthy so that CTDB moves its IPs. A Ganesha that is not running is
+/// held for by the exit marker from the first such run.
 fn monitor(ctx: &EventContext) -> Result<(), String> {
     let counter = ctx.state_dir.join("ganesha-down");
-    let answered = dbus_admin::in_grace(DBUS_TIMEOUT);
-    if answered.is_ok() || !ganesha_gone() {
-        // Running (a hung Ganesha is CTDB's hung-script business, not a death).
-        let _ = std::fs::remove_file(&counter);
-        return Ok(());
-    }
-    match ctx.grace_store().and_then(|(tool, store)| {
-        // Holds (again) until the node has no IP; a marker ExecStopPost wrote stays.
-        match grace_admin::end_stopped_hold(&store, &tool)? {
-            Some(done) => Ok(done),
-            None if holds_any_ip(&tool) => grace_admin::mark_ganesha_stopped(&store, &tool),
-            None => Ok("holds no public IP".into()),
+    let why = match dbus_admin::in_grace(DBUS_TIMEOUT) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&counter);
+            return Ok(());
         }
-    }) {
-        Ok(msg) => println!("ganesha-ctdb: monitor: {msg}"),
-        Err(e) => eprintln!("ganesha-ctdb: monitor: cannot update the grace records: {e}"),
-    }
+        Err(e) if ganesha_gone() => {
+            let marker = ctx.grace_store().and_then(|(tool, store)| {
+                // Holds (again) until the node has no IP; a marker ExecStopPost wrote stays.
+                match grace_admin::end_stopped_hold(&store, &tool)? {
+                    Some(done) => Ok(done),
+                    None if holds_any_ip(&tool) => grace_admin::mark_ganesha_stopped(&store, &tool),
+                    None => Ok("holds no public IP".into()),
+                }
+            });
+            match marker {
+                Ok(msg) => println!("ganesha-ctdb: monitor: {msg}"),
+                Err(e) => eprintln!("ganesha-ctdb: monitor: cannot update the grace records: {e}"),
+            }
+            format!("nfs-ganesha is not running ({e})")
+        }
+        Err(e) => format!("nfs-ganesha runs but does not answer ({e})"),
+    };
     let failures = std::fs::read_to_string(&counter)
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
@@ -291,13 +364,13 @@ fn monitor(ctx: &EventContext) -> Result<(), String> {
         .and_then(|_| std::fs::write(&counter, failures.to_string()));
     if failures >= MONITOR_FAILURES {
         Err(format!(
-            "nfs-ganesha is not running ({failures} monitor runs in a row): this node must \
-             not hold public IPs; start nfs-ganesha (`systemctl start nfs-ganesha`)"
+            "{why}, at {failures} monitor runs in a row: this node must not hold public IPs; \
+             start nfs-ganesha (`systemctl start nfs-ganesha`)"
         ))
     } else {
         println!(
-            "ganesha-ctdb: monitor: nfs-ganesha is not running; the node is reported \
-             unhealthy if it is still down at the next monitor run"
+            "ganesha-ctdb: monitor: {why}; the node is reported unhealthy if that is still so \
+             at the next monitor run"
         );
         Ok(())
     }

@@ -74,6 +74,8 @@ enum Command {
     /// the next takeover notification (Ganesha's SM_UNMON_ALL at start-up must not erase
     /// it). Other callout actions are accepted and ignored. Names are taken as given, never
     /// passed to a shell.
+    /// Call it as `statd-callout -- <action> <mon_name> <my_name>` (the shipped script
+    /// does): after `--` a name beginning with '-' is a name, not an option.
     StatdCallout {
         /// add-client, del-client, ...
         action: String,
@@ -117,7 +119,9 @@ enum Command {
     /// may reclaim); `ipreallocated`: "3:ipreallocated" if this node holds (the takeover run
     /// is over); `monitor`: fails when nfs-ganesha has not been running at two monitor runs
     /// in a row (CTDB then moves the node's IPs), and holds the cluster in grace for it
-    /// meanwhile. Every other event does nothing. Only `monitor` ever fails.
+    /// meanwhile. Every other event does nothing. An event fails when nfs-ganesha runs but
+    /// does not answer (hung: CTDB retries, and bans the node if it stays so); a Ganesha
+    /// that is not running is held for by the node's exit marker instead.
     /// Run by systemd after nfs-ganesha stopped, for whatever reason (the package's drop-in:
     /// ExecStopPost): its clients' locks are gone from the cluster filesystem, so this node
     /// holds the cluster in grace on its behalf until Ganesha restarts here (its clients
@@ -192,7 +196,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let store: Box<dyn Store> = if cli.store == "ctdb" {
         Box::new(CtdbStore::open(Box::new(CtdbTool::new()), &cli.db).map_err(|e| e.to_string())?)
     } else {
-        Box::new(DirStore::open(&cli.dir).map_err(|e| e.to_string())?)
+        Box::new(DirStore::open_for_reading(&cli.dir).map_err(|e| e.to_string())?)
     };
     match cli.command {
         Command::Records => list_records(store.as_ref(), cli.machine),
@@ -379,13 +383,15 @@ fn status(cli: &Cli) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             (Box::new(r), Box::new(g), Some(tool))
         } else {
-            let r = DirStore::open(&cli.dir).map_err(|e| e.to_string())?;
-            let g = DirStore::open(&cli.dir).map_err(|e| e.to_string())?;
+            // Read-only: status must work on a full or read-only store.
+            let r = DirStore::open_for_reading(&cli.dir).map_err(|e| e.to_string())?;
+            let g = DirStore::open_for_reading(&cli.dir).map_err(|e| e.to_string())?;
             (Box::new(r), Box::new(g), None)
         };
     let grace_records = read_grace(grace.as_ref())?;
     let live = live_nodes(&grace_records, ctdb.as_ref())?;
     print_grace(grace.as_ref(), &grace_records, &live, cli.machine);
+    print_pending(grace.as_ref(), cli.machine);
 
     // Client counts per server IP, from the keys alone.
     let mut v4: BTreeMap<String, usize> = BTreeMap::new();
@@ -437,6 +443,57 @@ fn status(cli: &Cli) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Client records nodes could not store yet (kept in memory and retried by the backend).
+fn print_pending(grace: &dyn Store, machine: bool) {
+    let run_dir = ganesha_ctdb_recov::backend::run_file("x")
+        .parent()
+        .map(std::path::Path::to_path_buf);
+    let all = grace_admin::pending_statuses(grace, run_dir.as_deref());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let age = |since: u64| {
+        if since == 0 {
+            0
+        } else {
+            now.saturating_sub(since)
+        }
+    };
+    if machine {
+        println!("|Node|PendingRecords|OldestAgeSecs|Lost|");
+        for (node, p) in &all {
+            println!("|{node}|{}|{}|{}|", p.count, age(p.since_unix), p.lost);
+        }
+        return;
+    }
+    let troubled: Vec<_> = all
+        .iter()
+        .filter(|(_, p)| p.count > 0 || p.lost > 0)
+        .collect();
+    if troubled.is_empty() {
+        println!("\nRecords pending durability: none");
+        return;
+    }
+    println!("\nRecords pending durability (kept in memory, counted for reclaim, retried):");
+    for (node, p) in troubled {
+        println!(
+            "node {node}: {} pending, the oldest for {} s{}; last error: {}",
+            p.count,
+            age(p.since_unix),
+            if p.lost > 0 {
+                format!(
+                    ", {} LOST (over the limit of {})",
+                    p.lost,
+                    ganesha_ctdb_recov::backend::MAX_PENDING
+                )
+            } else {
+                String::new()
+            },
+            p.error
+        );
+    }
 }
 
 fn open_records(cli: &Cli) -> Result<(Box<dyn Store>, Option<CtdbTool>), String> {
@@ -510,14 +567,22 @@ fn notify(cli: &Cli, ip: std::net::IpAddr, name: Option<&str>, timeout: u64) -> 
         statd::notify_ip(store.as_ref(), ip, &host, Duration::from_secs(timeout))
             .map_err(|e| format!("notify {ip}: {e}"))?;
     for n in &unresolved {
-        eprintln!("notify {ip}: cannot resolve client {n:?}; not notified");
+        eprintln!("notify {ip}: client {n:?} did not resolve in time; not notified");
     }
     let silent = report.unanswered();
     println!(
-        "notify {ip}: {} client(s) notified, {} without answer, in {:.1} s",
+        "notify {ip}: {} client(s) notified, {} without answer, in {:.1} s{}",
         report.outcomes.len() - silent.len(),
         silent.len() + unresolved.len(),
-        report.elapsed.as_secs_f64()
+        report.elapsed.as_secs_f64(),
+        if report.ignored > 0 {
+            format!(
+                "; {} replies ignored (not from the address asked, or answering nothing we sent)",
+                report.ignored
+            )
+        } else {
+            String::new()
+        }
     );
     for (a, o) in &report.outcomes {
         if *o != nsm::Outcome::Notified {

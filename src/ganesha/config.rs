@@ -22,6 +22,8 @@ pub struct RecoveryParam {
 extern "C" {
     fn ganesha_ctdb_config_block() -> *mut config_block;
     fn ganesha_ctdb_config_param() -> *mut RecoveryParam;
+    fn ganesha_ctdb_count_block() -> *mut config_block;
+    fn ganesha_ctdb_count_param() -> *mut RecoveryParam;
 }
 
 /// The configuration the parser produced, taken by recovery_init.
@@ -100,7 +102,28 @@ pub unsafe fn load(parse_tree: *mut c_void, err_type: *mut config_error_type) ->
     if u32::from(flags) & (GSH_CONFIG_ERR_NOT_HARMLESS | GSH_CONFIG_ERR_BOGUS) != 0 {
         log::error!(
             "CTDB_RECOVERY block has errors: the 'Config File (<file>:<line>)' messages name \
-             each bad key or value (the block's keys are Store, Dir, Node_Id, Recovery_DB, Grace_DB); refusing to start"
+             each bad key or value, or a key given twice (the block's keys are Store, Dir, \
+             Node_Id, Recovery_DB, Grace_DB, each at most once); refusing to start"
+        );
+        return -1;
+    }
+    // SAFETY: as above, over the shim's counting copy of the block (no messages: its error
+    // record has no stream); it returns how many CTDB_RECOVERY blocks the file has.
+    let blocks = unsafe {
+        let mut quiet: config_error_type = std::mem::zeroed();
+        load_config(
+            parse_tree,
+            ganesha_ctdb_count_block(),
+            ganesha_ctdb_count_param() as *mut c_void,
+            false,
+            &mut quiet,
+        )
+    };
+    if blocks > 1 {
+        log::error!(
+            "the configuration has {blocks} CTDB_RECOVERY blocks (Ganesha's 'Only one \
+             CTDB_RECOVERY block allowed' message names the line of the second); merge them \
+             into one; refusing to start"
         );
         return -1;
     }

@@ -47,9 +47,11 @@ static int ctdb_recovery_commit(void *node, void *link_mem, void *self_struct,
 	return errors;
 }
 
+/* Each key at most once: Ganesha then reports "Parameter X set more than once" with the
+ * file and line, and flags the error (config_error_type.unique), which stops the server. */
 #define STR_ITEM(_name, _type, _def, _field)                                   \
 	{                                                                      \
-		.name = _name, .type = _type,                                  \
+		.name = _name, .type = _type, .flags = GSH_CONFIG_UNIQUE,      \
 		.u.str = {.minsize = 1, .maxsize = 4095, .def = _def },        \
 		.off = offsetof(struct ctdb_recovery_param, _field)            \
 	}
@@ -80,6 +82,47 @@ static struct config_block block = {
 struct config_block *ganesha_ctdb_config_block(void)
 {
 	return &block;
+}
+
+/*
+ * A second CTDB_RECOVERY block: Ganesha only logs "Only one CTDB_RECOVERY block allowed"
+ * (with its line) and flags no error, so the block would silently lose. This copy of the
+ * block description is not unique and commits nothing: load_config_from_parse() over it
+ * returns how many CTDB_RECOVERY blocks the file has.
+ */
+static struct ctdb_recovery_param count_param;
+
+static int count_commit(void *node, void *link_mem, void *self_struct,
+			struct config_error_type *err_type)
+{
+	(void)node;
+	(void)link_mem;
+	(void)self_struct;
+	(void)err_type;
+	return 0;
+}
+
+static struct config_block count_block = {
+	.dbus_interface_name = "org.ganesha.nfsd.config.ctdb_recovery_count",
+	.blk_desc = {
+		.name = "CTDB_RECOVERY",
+		.type = GSH_CONFIG_BLOCK,
+		.u.blk = {
+			.init = ctdb_recovery_init,
+			.params = items,
+			.commit = count_commit,
+		},
+	},
+};
+
+struct config_block *ganesha_ctdb_count_block(void)
+{
+	return &count_block;
+}
+
+struct ctdb_recovery_param *ganesha_ctdb_count_param(void)
+{
+	return &count_param;
 }
 
 struct ctdb_recovery_param *ganesha_ctdb_config_param(void)

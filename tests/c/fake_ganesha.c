@@ -404,7 +404,14 @@ int load_config_from_parse(config_file_t config, struct config_block *conf_blk, 
 			return -1;
 		}
 	}
-	if (block_matches(conf_blk, tree->block_name)) {
+	for (int b = 0; block_matches(conf_blk, tree->block_name) &&
+			b < (tree->n_blocks > 0 ? tree->n_blocks : 1);
+	     b++) {
+		/* 4.3: a second block of a unique kind is only reported, not an error. */
+		if (found > 0 && (conf_blk->blk_desc.flags & CONFIG_UNIQUE)) {
+			proc_error(tree, 1, err_type, "Only one %s block allowed", blkname);
+			continue;
+		}
 		err_type->cur_exp_create_err = false;
 		if (!proc_block(tree, &conf_blk->blk_desc, blk_mem, err_type))
 			proc_error(tree, 1, err_type, "Errors processing block (%s)", blkname);

@@ -32,6 +32,7 @@ struct config_root {
 	const char *block_name; /* NULL: the configuration has no such block */
 	const struct fake_kv *items;
 	size_t n_items;
+	int n_blocks; /* how many times the block appears (0: once), each with these items */
 };
 
 /* ---- test API ---------------------------------------------------------------------- */

@@ -451,6 +451,7 @@ static void scenario_config(struct harness *h)
 	};
 	const struct fake_kv rados[] = { { "Store", "rados" }, { "Dir", h->store } };
 	const struct fake_kv relative[] = { { "Dir", "relative/dir" }, { "Node_Id", "h1" } };
+	const struct fake_kv twice[] = { { "Store", "ctdb" }, { "Store", "dir" }, { "Dir", h->store } };
 	struct config_error_type err;
 	const struct fake_kv *valid;
 	size_t n;
@@ -463,6 +464,24 @@ static void scenario_config(struct harness *h)
 	      "the parser's own message for Nodeid reached err_type->fp");
 	config_rejects(h, "Store = rados", rados, 2, "Store", "\"rados\"");
 	config_rejects(h, "relative Dir", relative, 2, "Dir", "relative/dir");
+	config_rejects(h, "Store given twice", twice, 3, "a key given twice", "refusing");
+	check(strstr(last_diag, "Parameter Store set more than once") != NULL,
+	      "the parser names the repeated key and its line");
+	{
+		struct config_root tree = {
+			.filename = "ganesha.conf", .block_name = "CTDB_RECOVERY",
+			.items = twice + 1, .n_items = 2, .n_blocks = 2,
+		};
+		size_t mark = fake_log_mark();
+
+		rc = load_config(h, &tree, &err);
+		check(rc == -1, "two CTDB_RECOVERY blocks: refused (rc %d)", rc);
+		check(fake_log_grep(mark, " :NIV_CRIT :", "2 CTDB_RECOVERY blocks", "merge", NULL) !=
+			      NULL,
+		      "two blocks: an error line says so");
+		check(strstr(last_diag, "Only one CTDB_RECOVERY block allowed") != NULL,
+		      "the parser names the second block's line");
+	}
 	valid = valid_items(h, &n);
 	rc = load_block(h, valid, n, &err);
 	check(rc == 0 && err.errors == 0, "valid block (Store = dir; Dir = %s; Node_Id = %s): rc %d",

@@ -566,3 +566,75 @@ fn after_ganesha_alone_dies_every_node_enforces_grace_within_the_bound_and_its_c
         std::thread::sleep(Duration::from_secs(1));
     }
 }
+
+/// The event script when Ganesha does not answer (docs/operations.md): on A it is not
+/// running (killed, no supervisor to write the exit marker) and `ctdb moveip X` releases X
+/// there. A's releaseip stores the marker itself and waits until every live node enforces,
+/// so by the time X is configured on the taker B and C are in grace; the client of X
+/// reclaims there; A's hold ends once it holds no IP.
+#[test]
+#[serial]
+fn releasing_an_ip_whose_ganesha_is_not_running_puts_the_cluster_in_grace_first() {
+    let mut c = ClusterOpts::default().up();
+    let holders = c.ip_holders(0).unwrap();
+    let x = c.public_ips[0];
+    let a_pnn = holders[&x].unwrap();
+    let a = c.node_by_pnn(a_pnn).unwrap();
+    let target = (0..3).find(|i| *i != a).unwrap();
+    let mut one = lock_via(&c, x, 1, &owners::linux_v41(1, "client1"), "export/d41.txt");
+    c.kill_ganesha(a);
+    let before: Vec<usize> = (0..3)
+        .map(|i| c.nodes[i].ganesha_log().lines().count())
+        .collect();
+    let entered = |c: &Cluster, i: usize| {
+        c.nodes[i]
+            .ganesha_log()
+            .lines()
+            .skip(before[i])
+            .any(|l| l.contains("Now IN GRACE"))
+    };
+    let ctdb_before = c.nodes[a].ctdb_log().len();
+    let t0 = Instant::now();
+    c.nodes[target]
+        .ctdb(&["moveip", &x.to_string(), &c.nodes[target].pnn.to_string()])
+        .unwrap();
+    let others: Vec<usize> = (0..3).filter(|i| *i != a).collect();
+    let mut in_grace_when_moved = None;
+    while in_grace_when_moved.is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "X never moved:\n{}",
+            c.logs()
+        );
+        if c.holder(x, target)
+            .ok()
+            .flatten()
+            .is_some_and(|h| h != a_pnn)
+        {
+            in_grace_when_moved = Some(others.iter().all(|i| entered(&c, *i)));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ctdb_log = c.nodes[a].ctdb_log()[ctdb_before..].to_string();
+    // The order is the event script's: releaseip returns (and CTDB may take X over) only
+    // after it saw every live node enforce.
+    let marker = ctdb_log.find("holding the cluster in grace");
+    let enforced = ctdb_log.find("every live node enforces grace");
+    assert!(
+        ctdb_log.contains("nfs-ganesha is not running")
+            && marker.is_some()
+            && enforced.is_some_and(|e| e > marker.unwrap_or(usize::MAX)),
+        "A's releaseip stored the exit marker, then waited for every live node:\n{ctdb_log}"
+    );
+    assert_eq!(
+        in_grace_when_moved,
+        Some(true),
+        "X reached the taker before every live node enforced grace:\n{}",
+        c.logs()
+    );
+    eprintln!(
+        "X moved {:?} after moveip, every live node in grace first",
+        t0.elapsed()
+    );
+    one.reclaim(&c);
+}

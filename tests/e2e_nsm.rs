@@ -16,9 +16,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use testbed::procs::Netns;
 
-#[test]
-#[serial]
-fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
+/// A namespace with addresses 10.99.0.1 (the server's public IP X) and 10.99.0.2 (the
+/// client), a private /run, and a real rpcbind + rpc.statd answering as the client; and a
+/// dir store. Returns the namespace guard, the work directory and a reader of statd's log.
+fn statd_client(extra_addrs: &[&str]) -> (Netns, tempfile::TempDir) {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     for d in ["statd/sm", "statd/sm.bak"] {
@@ -27,11 +28,13 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
     std::fs::create_dir_all(w.join("store")).unwrap();
     let mut ns = Netns::new(format!("gctdb-nsm{}", std::process::id())).unwrap();
     // X, the server's public IP, and the client's address.
-    for a in ["10.99.0.1/32", "10.99.0.2/32"] {
+    for a in ["10.99.0.1/32", "10.99.0.2/32"].iter().chain(extra_addrs) {
         run(Command::new("ip").args(["-n", &ns.name, "addr", "add", a, "dev", "lo"]));
     }
+    // rpcbind answers UDP on the client's address only (and loopback), so that other
+    // hosts' ports 111 in the namespace stay free.
     let script = format!(
-        "mount -t tmpfs tmpfs /run && rpcbind -f -w & sleep 0.5; \
+        "mount -t tmpfs tmpfs /run && rpcbind -f -w -h 10.99.0.2 & sleep 0.5; \
          exec rpc.statd -F -d -L -P {}",
         w.join("statd").display()
     );
@@ -53,7 +56,6 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
             .spawn()
             .unwrap(),
     );
-    let statd_log = || std::fs::read_to_string(w.join("statd.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(10);
     // statd is ready once rpcbind knows it.
     while Instant::now() < deadline {
@@ -66,7 +68,19 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    (ns, work)
+}
 
+fn statd_log(w: &std::path::Path) -> String {
+    std::fs::read_to_string(w.join("statd.log")).unwrap_or_default()
+}
+
+#[test]
+#[serial]
+fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
+    let (ns, work) = statd_client(&[]);
+    let w = work.path();
+    let statd_log = || statd_log(w);
     let store = DirStore::open(&w.join("store")).unwrap();
     let x = ServerIp::Ip("10.99.0.1".parse().unwrap());
     statd::add_client(&store, std::slice::from_ref(&x), "10.99.0.2").unwrap();
@@ -140,4 +154,170 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("newline"));
+}
+
+/// Another NFSv3 client (10.99.0.3, itself recorded for X) answers every portmapper lookup
+/// it can guess, from its own address, with "statd not registered": it sees its own
+/// request's xid and answers the neighbouring ones, which is where another client's would
+/// be with sequential xids. The real statd at 10.99.0.2 still gets SM_NOTIFY, and the
+/// forged replies are counted as ignored.
+#[test]
+#[serial]
+fn a_hostile_client_cannot_keep_another_from_being_notified() {
+    let (ns, work) = statd_client(&["10.99.0.3/32"]);
+    let w = work.path();
+    let store = DirStore::open(&w.join("store")).unwrap();
+    let x = ServerIp::Ip("10.99.0.1".parse().unwrap());
+    for client in ["10.99.0.3", "10.99.0.2"] {
+        statd::add_client(&store, std::slice::from_ref(&x), client).unwrap();
+    }
+    let name = ns.name.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let hostile = std::thread::spawn(move || {
+        nfs4_client::netns::enter(&name).unwrap();
+        let sock = std::net::UdpSocket::bind("10.99.0.3:111").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let mut forged = 0usize;
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok((_, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let seen = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            for d in 1..=256u32 {
+                for xid in [seen.wrapping_add(d), seen.wrapping_sub(d)] {
+                    let mut r = Vec::with_capacity(28);
+                    for word in [xid, 1, 0, 0, 0, 0, 0] {
+                        r.extend_from_slice(&word.to_be_bytes());
+                    }
+                    let _ = sock.send_to(&r, from);
+                    forged += 1;
+                }
+            }
+        }
+        forged
+    });
+    let bin = env!("CARGO_BIN_EXE_ganesha-ctdb");
+    let out = run(Command::new("ip")
+        .args(["netns", "exec", &ns.name, bin, "--dir"])
+        .arg(w.join("store"))
+        .args([
+            "notify",
+            "10.99.0.1",
+            "--name",
+            "nfs.example",
+            "--timeout",
+            "4",
+        ]));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let forged = hostile.join().unwrap();
+    assert!(forged > 0, "the hostile client saw no request");
+    assert!(
+        statd_log(w).contains("Received SM_NOTIFY from 10.99.0.1"),
+        "the victim was not notified ({forged} forged replies): {out}\n{}",
+        statd_log(w)
+    );
+    assert!(out.contains("replies ignored"), "{out}");
+}
+
+/// Client names that need DNS while the namespace's DNS server never answers: the client
+/// recorded by address is notified at once, the names are reported unresolved, and the run
+/// ends at its bound with its true duration.
+#[test]
+#[serial]
+fn a_hung_dns_server_delays_no_client_recorded_by_address() {
+    let (ns, work) = statd_client(&["10.99.0.53/32"]);
+    let w = work.path();
+    // `ip netns exec` gives the namespace /etc/netns/<ns>/resolv.conf as /etc/resolv.conf.
+    let etc = std::path::PathBuf::from(format!("/etc/netns/{}", ns.name));
+    std::fs::create_dir_all(&etc).unwrap();
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(etc.clone());
+    std::fs::write(
+        etc.join("resolv.conf"),
+        "nameserver 10.99.0.53\noptions timeout:5 attempts:3\n",
+    )
+    .unwrap();
+    let name = ns.name.clone();
+    let black_hole = std::thread::spawn(move || {
+        nfs4_client::netns::enter(&name).unwrap();
+        let sock = std::net::UdpSocket::bind("10.99.0.53:53").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(12)))
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        let mut queries = 0;
+        while sock.recv_from(&mut buf).is_ok() {
+            queries += 1; // and never answer
+        }
+        queries
+    });
+    let store = DirStore::open(&w.join("store")).unwrap();
+    let x = ServerIp::Ip("10.99.0.1".parse().unwrap());
+    for client in [
+        "a.hung.example",
+        "b.hung.example",
+        "c.hung.example",
+        "10.99.0.2",
+    ] {
+        statd::add_client(&store, std::slice::from_ref(&x), client).unwrap();
+    }
+    let bin = env!("CARGO_BIN_EXE_ganesha-ctdb");
+    let start = Instant::now();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, bin, "--dir"])
+        .arg(w.join("store"))
+        .args([
+            "notify",
+            "10.99.0.1",
+            "--name",
+            "nfs.example",
+            "--timeout",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut notified_after = None;
+    while notified_after.is_none() && start.elapsed() < Duration::from_secs(3) {
+        if statd_log(w).contains("Received SM_NOTIFY from 10.99.0.1") {
+            notified_after = Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("hung DNS: the client given by address notified after {notified_after:?}; notify took {took:?}:\n{text}");
+    let queries = black_hole.join().unwrap();
+    assert!(
+        queries > 0,
+        "the names were looked up in the hung DNS server"
+    );
+    assert!(
+        notified_after.is_some_and(|t| t < Duration::from_secs(1)),
+        "the client given by address waited for DNS: {notified_after:?}"
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "the run outlived its bound: {took:?}"
+    );
+    for n in ["a.hung.example", "b.hung.example", "c.hung.example"] {
+        assert!(text.contains(n), "{n} reported unresolved: {text}");
+    }
+    assert!(
+        text.contains("in 3.") || text.contains("in 2."),
+        "true duration: {text}"
+    );
 }

@@ -2,6 +2,8 @@
 //! ganesha.nfsd nodes (crates/testbed), NFSv4 clients in the bridge namespace, waiting.
 #![allow(dead_code)]
 
+pub mod single;
+
 use ganesha_ctdb_recov::ctdb::CtdbTool;
 use ganesha_ctdb_recov::store::ctdb::CtdbStore;
 use nfs4_client::{netns, Client, ClientOptions, NfsStat};
@@ -84,6 +86,7 @@ pub struct ClusterOpts {
     pub stock: bool,
     pub nlm: bool,
     pub public_ips: usize,
+    pub nodes: usize,
     /// Supervise each ganesha.nfsd as systemd does with the package's drop-in
     /// (packaging/systemd/ganesha-ctdb.conf: its ExecStopPost, restart after this delay).
     pub supervise: Option<Option<Duration>>,
@@ -96,6 +99,7 @@ impl Default for ClusterOpts {
             stock: false,
             nlm: false,
             public_ips: 3,
+            nodes: 3,
             supervise: None,
         }
     }
@@ -132,6 +136,7 @@ impl ClusterOpts {
             stock,
             nlm,
             public_ips,
+            nodes,
             supervise,
         } = self;
         let target = target_dir();
@@ -140,7 +145,7 @@ impl ClusterOpts {
                 && target.join("ganesha-ctdb").exists(),
             "build first: cargo build --workspace --all-targets"
         );
-        let mut spec = ClusterSpec::new(3, public_ips);
+        let mut spec = ClusterSpec::new(nodes, public_ips);
         let mut g = GaneshaSpec::new(
             target.clone(),
             if stock {

@@ -756,6 +756,25 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         self.link(i, false);
     }
 
+    /// Sends `sig` to node `i`'s ctdbd (SIGSTOP: a frozen daemon; SIGCONT resumes it).
+    pub fn signal_ctdbd(&self, i: usize, sig: Signal) {
+        if let Some(pid) = self.nodes[i].ctdbd_pid() {
+            procs::signal(pid, sig);
+        }
+    }
+
+    /// SIGKILLs node `i`'s ctdbd and its helpers with the node's link left up (its Ganesha
+    /// keeps serving), then starts it again: a ctdbd crash and restart under a running
+    /// Ganesha.
+    pub fn restart_ctdbd(&mut self, i: usize, down_for: Duration) -> Result<()> {
+        if let Some(mut c) = self.nodes[i].ctdbd.take() {
+            procs::kill_tree(c.id() as i32, Duration::from_secs(10));
+            let _ = c.wait();
+        }
+        std::thread::sleep(down_for);
+        self.start_ctdbd(i)
+    }
+
     /// A killed ctdbd leaves its public IPs configured (ctdb-runtime.md §3), and the node
     /// would keep answering ARP for them; a crashed machine answers nothing. Taking the
     /// link down after the kill (so that the others see the connection drop at once)

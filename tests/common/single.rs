@@ -1,0 +1,230 @@
+//! One real ganesha.nfsd (Debian's nfs-ganesha + FSAL_VFS) in a network namespace, loading
+//! this crate's cdylib as libganesha_rados_recov.so, with NFSv4 clients from the test.
+#![allow(dead_code)]
+
+use super::run;
+use ganesha_ctdb_recov::store::dir::DirStore;
+use ganesha_ctdb_recov::store::Store;
+use nfs4_client::{netns, Client, ClientOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn built_library() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let lib = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("libganesha_ctdb_recov.so");
+    assert!(lib.exists(), "{} missing: cargo build first", lib.display());
+    lib
+}
+
+/// One ganesha.nfsd in a network namespace of its own, loading this crate's library,
+/// its files (config, log, store, export) in a temporary directory.
+pub struct Server {
+    pub ns: String,
+    pub work: tempfile::TempDir,
+    pub child: Option<Child>,
+    /// Extra environment for ganesha.nfsd.
+    pub env: Vec<(String, String)>,
+}
+
+impl Server {
+    pub fn new(block: &str) -> Server {
+        Server::with_grace(block, 12)
+    }
+
+    pub fn with_grace(block: &str, grace_period: u32) -> Server {
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path();
+        for d in ["lib", "export", "store", "run"] {
+            std::fs::create_dir_all(w.join(d)).unwrap();
+        }
+        std::os::unix::fs::symlink(built_library(), w.join("lib/libganesha_rados_recov.so"))
+            .unwrap();
+        for f in ["hello.txt", "f40.txt", "f41.txt", "lazy.txt", "other.txt"] {
+            std::fs::write(w.join("export").join(f), "hello\n").unwrap();
+        }
+        let block = block.replace("$STORE", &w.join("store").display().to_string());
+        std::fs::write(
+            w.join("ganesha.conf"),
+            format!(
+                "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
+                 NFS_KRB5 {{ Active_krb5 = false; CCacheDir = {w}/run/ccache; }}\n\
+                 NFSV4 {{ RecoveryBackend = rados_cluster; Minor_Versions = 0, 1, 2; Lease_Lifetime = 10; Grace_Period = {grace_period}; }}\n\
+                 {block}\n\
+                 EXPORT {{ Export_Id = 1; Path = {w}/export; Pseudo = /export; Access_Type = RW; Squash = No_Root_Squash;\n\
+                          SecType = sys; Protocols = 4; Transports = TCP; FSAL {{ Name = VFS; }} }}\n\
+                 LOG {{ Default_Log_Level = EVENT; Components {{ CLIENTID = DEBUG; }} }}\n",
+                w = w.display()
+            ),
+        )
+        .unwrap();
+        let ns = format!("gctdb-t{}-{}", std::process::id(), rand_suffix());
+        run(Command::new("ip").args(["netns", "add", &ns]));
+        let server = Server {
+            ns,
+            work,
+            child: None,
+            env: Vec::new(),
+        };
+        run(Command::new("ip").args(["-n", &server.ns, "link", "set", "lo", "up"]));
+        server
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.work.path().join(p)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("ganesha.log")).unwrap_or_default()
+    }
+
+    pub fn spawn(&mut self) {
+        let child =
+            testbed::cluster::ganesha_command(&self.ns, self.work.path(), &self.path("lib"))
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .spawn()
+                .expect("spawn ganesha.nfsd");
+        self.child = Some(child);
+    }
+
+    /// Starts and waits until 2049 accepts connections inside the namespace.
+    pub fn start(&mut self) {
+        self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let probe = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.ns,
+                    "bash",
+                    "-c",
+                    "exec 3<>/dev/tcp/127.0.0.1/2049",
+                ])
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            if probe.success() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("ganesha.nfsd exited ({status}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("ganesha.nfsd did not listen within 30 s:\n{}", self.log());
+    }
+
+    pub fn start_expect_exit(&mut self) -> ExitStatus {
+        self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("ganesha.nfsd kept running:\n{}", self.log());
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL to the pid we started
+            let _ = c.wait();
+        }
+    }
+
+    pub fn nfs_cat(&self, file: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "nfs-cat"])
+            .arg(format!("nfs://127.0.0.1/export/{file}?version=4"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nfs-cat: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn records(&self) -> Vec<String> {
+        let store = DirStore::open_for_reading(&self.path("store")).unwrap();
+        store
+            .scan("v4@")
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    pub fn client(&self, minor_version: u32, owner: &str) -> Client {
+        let ns = self.ns.clone();
+        Client::new(ClientOptions::new(minor_version, owner), move || {
+            netns::connect(
+                Some(&ns),
+                "127.0.0.1:2049".parse().expect("address"),
+                Duration::from_secs(20),
+            )
+        })
+    }
+
+    pub fn grace_ends(&self) -> usize {
+        self.log().matches("NOT IN GRACE").count()
+    }
+
+    /// Waits for the `after+1`-th "NOT IN GRACE", renewing `clients` meanwhile so their
+    /// leases (10 s) outlive the wait.
+    pub fn wait_for_grace_end(&self, after: usize, limit: Duration, clients: &mut [&mut Client]) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.grace_ends() > after {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            for c in clients.iter_mut() {
+                c.renew().expect("renew while waiting for grace to end");
+            }
+        }
+        panic!("grace did not end within {limit:?}:\n{}", self.log());
+    }
+
+    pub fn wait_for_log(&self, needle: &str, after: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.log().matches(needle).count() > after {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{needle:?} not logged within {limit:?}:\n{}", self.log());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        testbed::procs::remove_netns(&self.ns);
+    }
+}
+
+pub fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 100_000)
+        .unwrap_or(0)
+}

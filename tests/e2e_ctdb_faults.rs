@@ -143,6 +143,11 @@ fn a_frozen_ctdbd_delays_no_client_long_and_loses_no_record() {
         renew_worst < Duration::from_secs(1),
         "RENEW waited {renew_worst:?}"
     );
+    // The retrier logs the end of the fault right after its last batch committed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.nodes[0].ganesha_log().contains("store fault cleared") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let log = c.nodes[0].ganesha_log();
     assert_eq!(
         log.lines()

@@ -3,8 +3,9 @@
 //! its record and waits; a committer thread of the store's own takes everything queued into
 //! one transaction and publishes each writer's result. A writer waits at most `write_limit`
 //! (a frozen ctdbd must not hold Ganesha's hooks): past it the write is reported failed to
-//! the caller (who keeps the record and retries, src/backend/pending.rs) while it stays
-//! queued and still commits if ctdbd comes back. A panic in the commit fails that batch
+//! the caller (who keeps the record and retries, src/backend/pending.rs) and taken out of
+//! the queue unless its transaction already started (then it may still commit). Writes
+//! given up on never pile up behind a frozen ctdbd. A panic in the commit fails that batch
 //! only; the committer carries on.
 
 use super::{check_key, Scan, SkippedEntry, Store, StoreError};
@@ -121,14 +122,16 @@ impl CtdbStore {
             }
             let now = Instant::now();
             if now >= deadline {
+                // Not started yet: out of the queue. In a running transaction: its result
+                // is not kept.
+                q.pending.retain(|(t, _)| !tickets.contains(t));
                 for t in &tickets {
                     if q.results.remove(t).is_none() {
                         q.abandoned.insert(*t);
                     }
                 }
                 return Err(fail(format!(
-                    "not committed within {:?} (ctdbd slow, in recovery, or frozen?); the \
-                     write stays queued",
+                    "not committed within {:?} (ctdbd slow, in recovery, or frozen?)",
                     self.write_limit
                 )));
             }
@@ -402,27 +405,35 @@ mod tests {
         assert_eq!(store.get("b").unwrap().as_deref(), Some(&b"2"[..]));
     }
 
-    /// ctdbd frozen: a writer gives up after its limit, the write stays queued and lands
-    /// once ctdbd answers again; the last write of a key wins across waiting writers.
+    /// ctdbd frozen: a writer gives up after its limit; a write whose transaction was
+    /// already running still lands, one that had not started is taken out of the queue (its
+    /// caller keeps it), so writes given up on never pile up behind a frozen ctdbd.
     #[test]
-    fn writers_wait_at_most_their_limit_and_queued_writes_land_later() {
+    fn writers_wait_at_most_their_limit_and_given_up_writes_do_not_pile_up() {
         let fake = Arc::new(FakeCtdb::default());
         let store = CtdbStore::open(Box::new(fake.clone()), "t.tdb")
             .unwrap()
             .with_write_limit(Duration::from_millis(100));
         *fake.stall.lock().unwrap() = Duration::from_millis(600);
         let start = Instant::now();
-        assert!(store.put("k", b"old").is_err());
-        assert!(store.put("k", b"new").is_err());
+        assert!(store.put("k", b"running").is_err());
+        for i in 0..20 {
+            assert!(store.put("k", format!("queued{i}").as_bytes()).is_err());
+        }
         assert!(
-            start.elapsed() < Duration::from_millis(400),
+            start.elapsed() < Duration::from_secs(3),
             "{:?}",
             start.elapsed()
         );
+        let queued = store.shared.lock().pending.len();
+        assert!(queued <= 1, "given-up writes piled up: {queued}");
         *fake.stall.lock().unwrap() = Duration::ZERO;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while store.get("k").unwrap().as_deref() != Some(&b"new"[..]) {
-            assert!(Instant::now() < deadline, "queued writes never landed");
+        while store.get("k").unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the running transaction never landed"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         store

@@ -20,6 +20,7 @@ fn client(i: u64) -> ClientInfo {
         caller_addr: Some(format!("::ffff:10.77.2.{}", i % 250 + 1)),
         server_addr: Some([10, 77, 1, 1].into()),
         minor_version: 1,
+        tag: None,
     }
 }
 

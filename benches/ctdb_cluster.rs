@@ -26,6 +26,7 @@ fn client(i: u64, ip: [u8; 4]) -> ClientInfo {
         caller_addr: Some(format!("::ffff:10.77.2.{}", i % 250 + 1)),
         server_addr: Some(ip.into()),
         minor_version: 1,
+        tag: None,
     }
 }
 
@@ -200,6 +201,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         clientid: c.clientid,
                         stamp: "1.1".into(),
                         revoked: Vec::new(),
+                        reclaim_complete: None,
                     }
                     .encode(),
                 ),

@@ -64,6 +64,51 @@ struct nfs4_recovery_backend {
 	int (*get_nodeid)(char **pnodeid);
 };
 
+/* The 15.x generation (Debian sid's 15.2; measured from the disassembly of its
+ * libganesha_nfsd.so.15.2 and libganesha_rados_recov.so, see docs/architecture.md):
+ * 14 slots, a reclaim_complete hook at slot 5, and recovery_read_clids takes only the
+ * grace-start record; backends hand clients back through Ganesha's exported
+ * nfs4_add_clid_entry(name, reclaim_complete) and nfs4_add_rfh_entry(entry, handle). */
+typedef clid_entry_t *(*add_clid_entry_v15_fn)(char *name, bool reclaim_complete);
+typedef rdel_fh_t *(*add_rfh_entry_v15_fn)(clid_entry_t *entry, char *handle);
+/* char *nfs4_create_clid_name(nfs_client_id_t *, size_t *len): the recovery tag as
+ * Ganesha's own backends store it (honours NFSV4 { RecoverySkipIp }); allocated by Ganesha
+ * (malloc, counted under memory component 19). */
+typedef char *(*create_clid_name_fn)(nfs_client_id_t *cid, size_t *len);
+/* void gsh_mem_stats_update_free(void *, int component, file, line, function): what
+ * Ganesha's backends call before free() on a tag from nfs4_create_clid_name. */
+typedef void (*mem_stats_update_free_fn)(void *p, int component, const char *file, int line,
+					 const char *function);
+#define GSH15_MEM_COMP_RECOVERY 19
+
+struct nfs4_recovery_backend_v15 {
+	int (*recovery_init)(void);
+	void (*recovery_shutdown)(void);
+	void (*recovery_read_clids)(nfs_grace_start_t *gsp);
+	void (*add_clid)(nfs_client_id_t *);
+	void (*rm_clid)(nfs_client_id_t *);
+	void (*reclaim_complete)(nfs_client_id_t *);
+	void (*add_revoke_fh)(nfs_client_id_t *, nfs_fh4 *);
+	void (*end_grace)(void);
+	void (*maybe_start_grace)(void);
+	bool (*try_lift_grace)(void);
+	void (*set_enforcing)(void);
+	bool (*grace_enforcing)(void);
+	bool (*is_member)(void);
+	int (*get_nodeid)(char **pnodeid);
+};
+
+/* 15.x nfs_client_id_t and nfs_client_record_t (cr_server_addr is a sockaddr_t, IPv4 or
+ * IPv6, set for NFSv4.0 clients too). */
+#define GSH152_CID_RECOV_TAG_OFF 88
+#define GSH152_CID_CLIENT_RECORD_OFF 96
+#define GSH152_CID_MINORVERSION_OFF 1216
+#define GSH152_CID_GSH_CLIENT_OFF 1232
+#define GSH152_CR_SERVER_ADDR_OFF 64
+#define GSH152_CR_CLIENT_VAL_LEN_OFF 328
+#define GSH152_CR_CLIENT_VAL_OFF 332
+#define GSH_COMPONENT_RECOVERY_V15 38
+
 /* log_levels_t (log.h), same in 4.3/5.9/6.2 */
 enum ganesha_log_level {
 	NIV_NULL = 0,
@@ -121,7 +166,14 @@ typedef void (*display_log_component_level_fn)(int component, const char *file, 
 #define GSH43_OPCTX_NFS_VERS_OFF 104    /* uint32_t */
 #define GSH43_OPCTX_NFS_MINORVERS_OFF 108 /* uint32_t */
 #define GSH43_OPCTX_CLIENT_OFF 120      /* struct gsh_client * */
-#define GSH_NTIRPC_RPC_ADDRESS_SIZE 144 /* struct rpc_address */
+#define GSH_NTIRPC_RPC_ADDRESS_SIZE 144 /* struct rpc_address, also libntirpc 6.3 (Debian 13) */
+/* 6.x (6.2 and Debian 13's 6.5: sal_data.h and fsal_api.h identical for these) keeps the
+ * 4.3 request-context prefix (caller_addr 88, nfs_vers 104, nfs_minorvers 108, client 120)
+ * and adds, after gsh_client, the count of the client's open files. An expired client with
+ * fewer open files than Max_Open_Files_For_Expired_Client (default 4000) is "parked" with
+ * its state (Expired_Client_Threshold, default 16; nfs4_clientid.c nfs_client_id_expire)
+ * instead of being expired: its locks would stay held. */
+#define GSH62_CID_OPEN_STATE_COUNTER_OFF 1224 /* uint32_t, updated atomically */
 #define GSH_NTIRPC_NETBUF_LEN_OFF 4     /* within struct netbuf, which precedes ss by 16 */
 #define GSH_NTIRPC_NETBUF_BUF_OFF 8
 

@@ -110,6 +110,10 @@ pub struct ClientRecord {
     /// Revoked delegation file handles, base64url with '=' padding, as Ganesha's backends
     /// hand them to add_rfh_entry.
     pub revoked: Vec<String>,
+    /// Whether this (NFSv4.1+) client sent RECLAIM_COMPLETE since it established itself
+    /// (RFC 8881 §8.4.3), where the running Ganesha tells (15.x's hook); None on versions
+    /// without the hook and in records they wrote, which count as complete.
+    pub reclaim_complete: Option<bool>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -125,9 +129,12 @@ impl std::error::Error for DecodeError {}
 
 impl ClientRecord {
     /// Text so that operators can read it with `ctdb catdb` or `cat`:
-    /// `v1 clientid=<n> stamp=<node.epoch> [rfh=<b64>]...`
+    /// `v1 clientid=<n> stamp=<node.epoch> [rc=0|1] [rfh=<b64>]...`
     pub fn encode(&self) -> Vec<u8> {
         let mut s = format!("v1 clientid={} stamp={}", self.clientid, self.stamp);
+        if let Some(rc) = self.reclaim_complete {
+            s.push_str(if rc { " rc=1" } else { " rc=0" });
+        }
         for fh in &self.revoked {
             s.push_str(" rfh=");
             s.push_str(fh);
@@ -147,6 +154,7 @@ impl ClientRecord {
         let mut clientid = None;
         let mut stamp = None;
         let mut revoked = Vec::new();
+        let mut reclaim_complete = None;
         for word in words {
             let (k, v) = word
                 .split_once('=')
@@ -159,6 +167,7 @@ impl ClientRecord {
                     )
                 }
                 "stamp" if !v.is_empty() => stamp = Some(v.to_string()),
+                "rc" if v == "0" || v == "1" => reclaim_complete = Some(v == "1"),
                 "rfh" if is_base64url(v) => revoked.push(v.to_string()),
                 _ => return Err(DecodeError(format!("bad field {word:.60}"))),
             }
@@ -167,6 +176,7 @@ impl ClientRecord {
             clientid: clientid.ok_or_else(|| DecodeError("no clientid".into()))?,
             stamp: stamp.ok_or_else(|| DecodeError("no stamp".into()))?,
             revoked,
+            reclaim_complete,
         })
     }
 }
@@ -345,8 +355,16 @@ mod tests {
             clientid: 0x5f00_0000_0001,
             stamp: "node1.7".into(),
             revoked: vec![base64url(b"\x01\x02\x03\x04"), base64url(&[0xfb, 0xff])],
+            reclaim_complete: None,
         };
-        assert_eq!(ClientRecord::decode(&rec.encode()), Ok(rec));
+        assert_eq!(ClientRecord::decode(&rec.encode()), Ok(rec.clone()));
+        for rc in [Some(false), Some(true)] {
+            let r = ClientRecord {
+                reclaim_complete: rc,
+                ..rec.clone()
+            };
+            assert_eq!(ClientRecord::decode(&r.encode()), Ok(r));
+        }
         for bad in [
             &b""[..],
             b"v2 clientid=1 stamp=a",
@@ -355,6 +373,7 @@ mod tests {
             b"v1 clientid=1",
             b"v1 clientid=1 stamp=a rfh=not/b64",
             b"v1 clientid=1 stamp=a extra",
+            b"v1 clientid=1 stamp=a rc=2",
             b"\xff\xfe",
         ] {
             assert!(ClientRecord::decode(bad).is_err(), "{bad:?}");

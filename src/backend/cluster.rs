@@ -358,6 +358,7 @@ impl Backend {
                     self.node_id, st.grace.cluster.epoch
                 ),
                 revoked: Vec::new(),
+                reclaim_complete: false,
             }];
         }
         Vec::new()

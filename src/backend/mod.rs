@@ -44,11 +44,17 @@ pub struct ClientInfo {
     /// on where the running Ganesha lets us learn it (src/ganesha/layout.rs); else None.
     pub server_addr: Option<IpAddr>,
     pub minor_version: u32,
+    /// The recovery tag as the running Ganesha builds it, where it builds it itself (15.x:
+    /// nfs4_create_clid_name, which honours RecoverySkipIp); else None and `tag()` builds
+    /// it by Ganesha's rule.
+    pub tag: Option<String>,
 }
 
 impl ClientInfo {
     pub fn tag(&self) -> String {
-        recovery_tag(self.caller_addr.as_deref(), &self.owner)
+        self.tag
+            .clone()
+            .unwrap_or_else(|| recovery_tag(self.caller_addr.as_deref(), &self.owner))
     }
 }
 
@@ -72,6 +78,9 @@ pub enum GraceStart {
 pub struct ReclaimEntry {
     pub tag: String,
     pub revoked: Vec<String>,
+    /// Handed to Ganesha 15.x with the entry: the client had sent RECLAIM_COMPLETE (or its
+    /// record comes from a version that does not tell, which counts as complete).
+    pub reclaim_complete: bool,
 }
 
 #[derive(Debug)]
@@ -173,6 +182,9 @@ pub struct Backend {
     releaser: RwLock<Option<Arc<dyn ClientReleaser>>>,
     /// An NFSv4.0 client was filed by its owner string (once per process is enough).
     v40_heuristic_logged: std::sync::atomic::AtomicBool,
+    /// The running Ganesha calls reclaim_complete (15.x): records of NFSv4.1+ clients then
+    /// say whether it came.
+    tracks_reclaim_complete: std::sync::atomic::AtomicBool,
     /// Client records the store could not take yet (D1 under faults).
     pending: Arc<Pending>,
 }
@@ -308,7 +320,14 @@ impl Backend {
             ip_list: Mutex::new(None),
             releaser: RwLock::new(None),
             v40_heuristic_logged: std::sync::atomic::AtomicBool::new(false),
+            tracks_reclaim_complete: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The running Ganesha reports RECLAIM_COMPLETE (15.x).
+    pub fn set_tracks_reclaim_complete(&self, tracks: bool) {
+        self.tracks_reclaim_complete
+            .store(tracks, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Installs how released clients' state is dropped inside Ganesha.
@@ -434,7 +453,7 @@ impl Backend {
                 None => entries.remove(&key),
             };
         }
-        let mut by_tag: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut by_tag: BTreeMap<String, (BTreeSet<String>, bool)> = BTreeMap::new();
         for (key, value) in entries {
             let Some((ip, tag)) = parse_v4_key(&key) else {
                 log::warn!("skipping store entry {key:?}: not a v4@<ip>@<tag> key");
@@ -456,13 +475,17 @@ impl Backend {
             }
             let tag = tag.to_string();
             st.offered.insert(key, record.stamp);
-            by_tag.entry(tag).or_default().extend(record.revoked);
+            let e = by_tag.entry(tag).or_insert_with(|| (BTreeSet::new(), true));
+            e.0.extend(record.revoked);
+            // Complete only if every record of the tag says so (§8.4.3 errs towards no).
+            e.1 &= record.reclaim_complete.unwrap_or(true);
         }
         let entries: Vec<ReclaimEntry> = by_tag
             .into_iter()
-            .map(|(tag, revoked)| ReclaimEntry {
+            .map(|(tag, (revoked, reclaim_complete))| ReclaimEntry {
                 tag,
                 revoked: revoked.into_iter().collect(),
+                reclaim_complete,
             })
             .collect();
         log::info!(
@@ -647,10 +670,15 @@ impl Backend {
             st.keys_by_clientid.insert(client.clientid, keys.clone());
             self.stamp(&st)
         };
+        // A new incarnation has not completed any reclaim yet (15.x tells us when it does).
+        let tracks = self
+            .tracks_reclaim_complete
+            .load(std::sync::atomic::Ordering::Relaxed);
         let record = ClientRecord {
             clientid: client.clientid,
             stamp,
             revoked: Vec::new(),
+            reclaim_complete: (tracks && client.minor_version > 0).then_some(false),
         };
         let encoded = record.encode();
         let result = self.durable_put(&keys, &encoded);
@@ -757,6 +785,45 @@ impl Backend {
         }
     }
 
+    /// reclaim_complete (15.x): the client sent RECLAIM_COMPLETE; its record says so from
+    /// now on, so that after another restart Ganesha lets it reclaim (RFC 8881 §8.4.3).
+    pub fn reclaim_complete(&self, client: &ClientInfo) {
+        let _guard = self.records.read().unwrap_or_else(|e| e.into_inner());
+        for key in self.keys_of(client, false) {
+            let current = match self.pending.kept_put(&key) {
+                Some(v) => Ok(Some(v)),
+                None => self.store.get(&key),
+            };
+            let mut record = match current.map(|v| v.map(|b| ClientRecord::decode(&b))) {
+                Ok(Some(Ok(r))) => r,
+                Ok(_) => ClientRecord {
+                    clientid: client.clientid,
+                    stamp: self.stamp(&self.state()),
+                    revoked: Vec::new(),
+                    reclaim_complete: None,
+                },
+                Err(e) => {
+                    log::error!(
+                        "reclaim_complete {:#x}: {e}; the record still says it did not \
+                         complete its reclaim",
+                        client.clientid
+                    );
+                    continue;
+                }
+            };
+            if record.reclaim_complete == Some(true) {
+                continue;
+            }
+            record.reclaim_complete = Some(true);
+            if let Err(e) = self.durable_put(std::slice::from_ref(&key), &record.encode()) {
+                log::debug!(
+                    "reclaim_complete {:#x}: {e}; kept and retried",
+                    client.clientid
+                );
+            }
+        }
+    }
+
     /// add_revoke_fh: remembers a revoked delegation's file handle in the client's record.
     pub fn add_revoke_fh(&self, client: &ClientInfo, fh: &[u8]) {
         let encoded = crate::records::base64url(fh);
@@ -775,6 +842,7 @@ impl Backend {
                             clientid: client.clientid,
                             stamp: self.stamp(&self.state()),
                             revoked: Vec::new(),
+                            reclaim_complete: None,
                         }
                     }
                 },
@@ -787,6 +855,7 @@ impl Backend {
                         clientid: client.clientid,
                         stamp: self.stamp(&self.state()),
                         revoked: Vec::new(),
+                        reclaim_complete: None,
                     }
                 }
                 Err(e) => {
@@ -948,6 +1017,7 @@ mod tests {
             caller_addr: Some("::ffff:127.0.0.1".into()),
             server_addr: server.map(|s| s.parse().unwrap()),
             minor_version: 1,
+            tag: None,
         }
     }
 
@@ -1236,6 +1306,7 @@ mod tests {
                     clientid: 1,
                     stamp: "x.1".into(),
                     revoked: vec![],
+                    reclaim_complete: None,
                 }
                 .encode(),
             )

@@ -32,6 +32,9 @@ pub const RELEASE_LIMIT: Duration = Duration::from_secs(10);
 pub trait ClientReleaser: Send + Sync {
     /// Asks Ganesha to expire these clients; returns how many of them it still has.
     fn expire(&self, clientids: &BTreeSet<u64>) -> Result<usize, String>;
+    /// The release gave up on these (still there): undo whatever `expire` changed in them
+    /// besides their lease.
+    fn abandon(&self, _clientids: &BTreeSet<u64>) {}
 }
 
 /// What a release is for: one public IP, or every client (the node leaves the cluster).
@@ -191,6 +194,7 @@ fn drop_in_ganesha(
                 return 0;
             }
             Ok(left) if start.elapsed() >= RELEASE_LIMIT => {
+                releaser.abandon(ids);
                 log::error!(
                     "release of {what}: Ganesha still holds {left} of {} client(s) after \
                      {RELEASE_LIMIT:?} (requests of theirs in progress?); they keep their \
@@ -202,6 +206,7 @@ fn drop_in_ganesha(
             }
             Ok(_) => {}
             Err(e) => {
+                releaser.abandon(ids);
                 log::error!(
                     "release of {what}: {e}; {} client(s) keep their state here until their \
                      lease ends",
@@ -293,6 +298,7 @@ mod tests {
             caller_addr: Some("::ffff:10.0.9.9".into()),
             server_addr: server.map(|s| s.parse().unwrap()),
             minor_version: minor,
+            tag: None,
         }
     }
 

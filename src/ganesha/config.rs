@@ -80,6 +80,12 @@ pub unsafe extern "C" fn ganesha_ctdb_validate_param(param: *const RecoveryParam
 /// # Safety
 /// `parse_tree` and `err_type` are what Ganesha passed to rados_load_config_from_parse.
 pub unsafe fn load(parse_tree: *mut c_void, err_type: *mut config_error_type) -> c_int {
+    // Before anything is handed to Ganesha's parser: its structs (the config block among
+    // them) differ between versions, and an unknown one must be refused, not guessed at.
+    if let Err(refusal) = super::layout::running_layout() {
+        log::error!("{refusal}");
+        return -1;
+    }
     let Some(load_config) = ganesha().load_config_from_parse else {
         log::error!("Ganesha's load_config_from_parse is not available; cannot read CTDB_RECOVERY");
         return -1;

@@ -65,23 +65,38 @@ static struct config_item items[] = {
 	{ .name = NULL },
 };
 
-static struct config_block block = {
-	.dbus_interface_name = "org.ganesha.nfsd.config.ctdb_recovery",
-	.blk_desc = {
-		.name = "CTDB_RECOVERY",
-		.type = GSH_CONFIG_BLOCK,
-		.flags = GSH_CONFIG_UNIQUE,
-		.u.blk = {
-			.init = ctdb_recovery_init,
-			.params = items,
-			.commit = ctdb_recovery_commit,
+/*
+ * Ganesha 15.x's struct config_block is 88 bytes: an enum mem_comp follows the 80 that
+ * 4.3-6.x read (its own blocks set 4, MEM_COMP_CONFIG; without it 15.2 warns and falls
+ * back to that). Every block here carries it; older versions never read it.
+ */
+struct config_block_with_mem_comp {
+	struct config_block block;
+	int mem_comp;
+};
+
+#define GSH_MEM_COMP_CONFIG 4
+
+static struct config_block_with_mem_comp block = {
+	.block = {
+		.dbus_interface_name = "org.ganesha.nfsd.config.ctdb_recovery",
+		.blk_desc = {
+			.name = "CTDB_RECOVERY",
+			.type = GSH_CONFIG_BLOCK,
+			.flags = GSH_CONFIG_UNIQUE,
+			.u.blk = {
+				.init = ctdb_recovery_init,
+				.params = items,
+				.commit = ctdb_recovery_commit,
+			},
 		},
 	},
+	.mem_comp = GSH_MEM_COMP_CONFIG,
 };
 
 struct config_block *ganesha_ctdb_config_block(void)
 {
-	return &block;
+	return &block.block;
 }
 
 /*
@@ -102,22 +117,25 @@ static int count_commit(void *node, void *link_mem, void *self_struct,
 	return 0;
 }
 
-static struct config_block count_block = {
-	.dbus_interface_name = "org.ganesha.nfsd.config.ctdb_recovery_count",
-	.blk_desc = {
-		.name = "CTDB_RECOVERY",
-		.type = GSH_CONFIG_BLOCK,
-		.u.blk = {
-			.init = ctdb_recovery_init,
-			.params = items,
-			.commit = count_commit,
+static struct config_block_with_mem_comp count_block = {
+	.block = {
+		.dbus_interface_name = "org.ganesha.nfsd.config.ctdb_recovery_count",
+		.blk_desc = {
+			.name = "CTDB_RECOVERY",
+			.type = GSH_CONFIG_BLOCK,
+			.u.blk = {
+				.init = ctdb_recovery_init,
+				.params = items,
+				.commit = count_commit,
+			},
 		},
 	},
+	.mem_comp = GSH_MEM_COMP_CONFIG,
 };
 
 struct config_block *ganesha_ctdb_count_block(void)
 {
-	return &count_block;
+	return &count_block.block;
 }
 
 struct ctdb_recovery_param *ganesha_ctdb_count_param(void)

@@ -1,12 +1,15 @@
-//! The symbols Ganesha looks up in libganesha_rados_recov.so, and the 13 hooks of
-//! struct nfs4_recovery_backend. Each one is panic-safe (see [`super::guard`]) and trusts
-//! nothing it is handed before validating it.
+//! The symbols Ganesha looks up in libganesha_rados_recov.so, and the hooks of struct
+//! nfs4_recovery_backend in both of its generations: 13 for 4.3-6.x, 14 for 15.x (a
+//! reclaim_complete hook, and a read_clids that hands clients back through Ganesha's
+//! exports). Each one is panic-safe (see [`super::guard`]) and trusts nothing it is handed
+//! before validating it.
 
 use super::bindings::{
     add_clid_entry_hook, add_rfh_entry_hook, config_error_type, nfs4_recovery_backend,
-    nfs_client_id_t, nfs_fh4, nfs_grace_start_t, GSH_CID_RECOV_TAG_OFF,
+    nfs4_recovery_backend_v15, nfs_client_id_t, nfs_fh4, nfs_grace_start_t,
+    GSH15_MEM_COMP_RECOVERY,
 };
-use super::layout::{layout_for, read_client, request_server_addr, Layout, SUPPORTED};
+use super::layout::{read_client, request_server_addr, running_layout, Generation, Layout};
 use super::symbols::ganesha;
 use super::{config, guard, logging};
 use crate::backend::{Backend, ClientInfo, GraceStart};
@@ -29,27 +32,56 @@ fn running() -> Option<(Arc<Backend>, Layout)> {
     guard.as_ref().map(|r| (Arc::clone(&r.backend), r.layout))
 }
 
-/// The vtable handed to Ganesha. Ganesha keeps a pointer to it for the life of the process
-/// and only reads it; it lives in writable memory because Ganesha's type is not const.
-struct Vtable(UnsafeCell<nfs4_recovery_backend>);
-// SAFETY: never written after initialisation, by us or (per its source) by Ganesha.
-unsafe impl Sync for Vtable {}
+/// The 4.3-6.x table, followed by a NULL slot: a Ganesha of an unknown newer generation
+/// that reads 14 slots finds nothing behind the 13th (recovery_init then refuses it).
+#[repr(C)]
+struct Table13 {
+    hooks: nfs4_recovery_backend,
+    spare: Option<unsafe extern "C" fn()>,
+}
 
-static VTABLE: Vtable = Vtable(UnsafeCell::new(nfs4_recovery_backend {
-    recovery_init: Some(recovery_init),
-    recovery_shutdown: Some(recovery_shutdown),
-    recovery_read_clids: Some(recovery_read_clids),
-    add_clid: Some(add_clid),
-    rm_clid: Some(rm_clid),
-    add_revoke_fh: Some(add_revoke_fh),
-    end_grace: Some(end_grace),
-    maybe_start_grace: Some(maybe_start_grace),
-    try_lift_grace: Some(try_lift_grace),
-    set_enforcing: Some(set_enforcing),
-    grace_enforcing: Some(grace_enforcing),
-    is_member: Some(is_member),
-    get_nodeid: Some(get_nodeid),
+/// The vtables handed to Ganesha. Ganesha keeps a pointer to one for the life of the
+/// process and only reads it; they live in writable memory because its type is not const.
+struct Vtable<T>(UnsafeCell<T>);
+// SAFETY: never written after initialisation, by us or (per its source) by Ganesha.
+unsafe impl<T> Sync for Vtable<T> {}
+
+static VTABLE: Vtable<Table13> = Vtable(UnsafeCell::new(Table13 {
+    hooks: nfs4_recovery_backend {
+        recovery_init: Some(recovery_init),
+        recovery_shutdown: Some(recovery_shutdown),
+        recovery_read_clids: Some(recovery_read_clids),
+        add_clid: Some(add_clid),
+        rm_clid: Some(rm_clid),
+        add_revoke_fh: Some(add_revoke_fh),
+        end_grace: Some(end_grace),
+        maybe_start_grace: Some(maybe_start_grace),
+        try_lift_grace: Some(try_lift_grace),
+        set_enforcing: Some(set_enforcing),
+        grace_enforcing: Some(grace_enforcing),
+        is_member: Some(is_member),
+        get_nodeid: Some(get_nodeid),
+    },
+    spare: None,
 }));
+
+static VTABLE15: Vtable<nfs4_recovery_backend_v15> =
+    Vtable(UnsafeCell::new(nfs4_recovery_backend_v15 {
+        recovery_init: Some(recovery_init),
+        recovery_shutdown: Some(recovery_shutdown),
+        recovery_read_clids: Some(recovery_read_clids_v15),
+        add_clid: Some(add_clid),
+        rm_clid: Some(rm_clid),
+        reclaim_complete: Some(reclaim_complete),
+        add_revoke_fh: Some(add_revoke_fh),
+        end_grace: Some(end_grace),
+        maybe_start_grace: Some(maybe_start_grace),
+        try_lift_grace: Some(try_lift_grace),
+        set_enforcing: Some(set_enforcing),
+        grace_enforcing: Some(grace_enforcing),
+        is_member: Some(is_member),
+        get_nodeid: Some(get_nodeid),
+    }));
 
 fn hand_out_vtable(name: &str, backend: *mut *mut nfs4_recovery_backend) {
     guard(name, (), || {
@@ -58,8 +90,15 @@ fn hand_out_vtable(name: &str, backend: *mut *mut nfs4_recovery_backend) {
             log::error!("{name}: Ganesha passed a NULL backend pointer");
             return;
         }
+        // The table of the generation the running Ganesha reads (its version comes from the
+        // library that exports its functions); 13 slots otherwise (recovery_init refuses
+        // a version it does not know).
+        let table = match running_layout().map(|l| l.generation) {
+            Ok(Generation::V15) => VTABLE15.0.get() as *mut nfs4_recovery_backend,
+            _ => VTABLE.0.get() as *mut nfs4_recovery_backend,
+        };
         // SAFETY: backend is Ganesha's out-parameter for the vtable address.
-        unsafe { *backend = VTABLE.0.get() };
+        unsafe { *backend = table };
     })
 }
 
@@ -93,17 +132,27 @@ pub extern "C" fn rados_load_config_from_parse(
 extern "C" fn recovery_init() -> c_int {
     guard("recovery_init", -libc::EINVAL, || {
         let g = ganesha();
-        let Some(layout) = g.version.and_then(layout_for) else {
+        let layout = match running_layout() {
+            Ok(l) => l,
+            Err(refusal) => {
+                log::error!("{refusal}");
+                return -libc::ENOTSUP;
+            }
+        };
+        if layout.generation == Generation::V15
+            && (g.add_clid_entry.is_none()
+                || g.create_clid_name.is_none()
+                || g.mem_stats_update_free.is_none())
+        {
             log::error!(
-                "Ganesha {} (from {}) has a client struct layout ganesha-ctdb does not know \
-                 (supported: {SUPPORTED}); refusing to start rather than guess",
-                g.version
-                    .map_or("of unknown version".into(), |(a, b)| format!("{a}.{b}")),
-                g.library.as_deref().unwrap_or("no libganesha_nfsd found")
+                "Ganesha {} exports no nfs4_add_clid_entry / nfs4_create_clid_name / \
+                 gsh_mem_stats_update_free: not the 15.x this library knows; refusing to start",
+                layout.name
             );
             return -libc::ENOTSUP;
-        };
+        }
         logging::init(Some(layout.component_state));
+        logging::set_recovery_component(layout.component_recovery);
         let config = match config::parsed_config() {
             Some(c) => c,
             None => match Config::from_raw(&RawConfig::default(), hostname) {
@@ -120,7 +169,10 @@ extern "C" fn recovery_init() -> c_int {
             Ok(backend) => {
                 log::info!("recovery backend ready for Ganesha {} layout", layout.name);
                 let backend = Arc::new(backend);
-                backend.set_releaser(Arc::new(super::release::ReaperRelease));
+                if layout.release {
+                    backend.set_releaser(Arc::new(super::release::ReaperRelease::new(layout)));
+                }
+                backend.set_tracks_reclaim_complete(layout.generation == Generation::V15);
                 let cluster = backend.is_cluster();
                 *RUNNING.write().unwrap_or_else(|e| e.into_inner()) = Some(Running {
                     backend: backend.clone(),
@@ -219,6 +271,57 @@ extern "C" fn recovery_read_clids(
     })
 }
 
+/// 15.x's read_clids: the same clients, handed back through Ganesha's exported
+/// nfs4_add_clid_entry with each one's RECLAIM_COMPLETE flag (RFC 8881 §8.4.3: a v4.1
+/// client that had not completed its reclaim before the restart may not reclaim now).
+extern "C" fn recovery_read_clids_v15(gsp: *mut nfs_grace_start_t) {
+    guard("recovery_read_clids", (), || {
+        let Some((backend, _)) = running() else {
+            return;
+        };
+        let g = ganesha();
+        let Some(add_clid_entry) = g.add_clid_entry else {
+            log::error!("recovery_read_clids: Ganesha exports no nfs4_add_clid_entry");
+            return;
+        };
+        // SAFETY: gsp is null or valid for this call (Ganesha holds grace_mutex).
+        let start = unsafe { grace_start(gsp) };
+        for entry in backend.read_clids(&start) {
+            let Ok(tag) = CString::new(entry.tag.clone()) else {
+                log::warn!("skipping tag with a NUL byte: {:?}", entry.tag);
+                continue;
+            };
+            // SAFETY: Ganesha copies the name into its own clid_entry_t.
+            let clid =
+                unsafe { add_clid_entry(tag.as_ptr() as *mut c_char, entry.reclaim_complete) };
+            if clid.is_null() {
+                continue;
+            }
+            let Some(add_rfh) = g.add_rfh_entry else {
+                continue;
+            };
+            for fh in entry.revoked {
+                if let Ok(fh) = CString::new(fh) {
+                    // SAFETY: Ganesha strdup's the handle string.
+                    unsafe { add_rfh(clid, fh.as_ptr() as *mut c_char) };
+                }
+            }
+        }
+    })
+}
+
+/// 15.x: the client sent RECLAIM_COMPLETE (Ganesha calls this with cid_mutex held).
+extern "C" fn reclaim_complete(cid: *mut nfs_client_id_t) {
+    guard("reclaim_complete", (), || {
+        let Some((backend, layout)) = running() else {
+            return;
+        };
+        if let Some(client) = client_of("reclaim_complete", cid, &layout) {
+            backend.reclaim_complete(&client);
+        }
+    })
+}
+
 /// Decodes the client behind a hook's nfs_client_id_t, logging why not when it cannot.
 fn client_of(hook: &str, cid: *mut nfs_client_id_t, layout: &Layout) -> Option<ClientInfo> {
     // SAFETY: Ganesha passes a live client (with cid_mutex held) to these hooks.
@@ -232,9 +335,48 @@ fn client_of(hook: &str, cid: *mut nfs_client_id_t, layout: &Layout) -> Option<C
 }
 
 /// # Safety
-/// `cid` points to a live nfs_client_id_t whose cid_mutex the caller holds.
-unsafe fn recov_tag_slot(cid: *mut nfs_client_id_t) -> *mut *mut c_char {
-    (cid as *mut u8).add(GSH_CID_RECOV_TAG_OFF as usize) as *mut *mut c_char
+/// `cid` points to a live nfs_client_id_t of `layout`'s version whose cid_mutex the
+/// caller holds.
+unsafe fn recov_tag_slot(cid: *mut nfs_client_id_t, layout: &Layout) -> *mut *mut c_char {
+    (cid as *mut u8).add(layout.recov_tag()) as *mut *mut c_char
+}
+
+/// Frees a recovery tag the way it was allocated: ours with free(); one 15.x built
+/// (nfs4_create_clid_name) as its own backends free it, its memory statistics first.
+///
+/// # Safety
+/// `tag` is a cid_recov_tag this backend set for `layout`'s generation.
+unsafe fn free_tag(tag: *mut c_char, layout: &Layout) {
+    if tag.is_null() {
+        return;
+    }
+    if layout.generation == Generation::V15 {
+        if let Some(update) = ganesha().mem_stats_update_free {
+            update(
+                tag as *mut c_void,
+                GSH15_MEM_COMP_RECOVERY as c_int,
+                c"ganesha-ctdb".as_ptr(),
+                0,
+                c"free_tag".as_ptr(),
+            );
+        }
+    }
+    libc::free(tag as *mut c_void);
+}
+
+/// The recovery tag 15.x builds itself (nfs4_create_clid_name: honours RecoverySkipIp),
+/// owned by the caller; None (logged) when it cannot.
+///
+/// # Safety
+/// `cid` is a live client of a 15.x Ganesha, its cid_mutex held.
+unsafe fn ganesha_tag(cid: *mut nfs_client_id_t) -> Option<*mut c_char> {
+    let create = ganesha().create_clid_name?;
+    let tag = create(cid, std::ptr::null_mut());
+    if tag.is_null() {
+        log::error!("add_clid: Ganesha built no recovery tag for the client");
+        return None;
+    }
+    Some(tag)
 }
 
 extern "C" fn add_clid(cid: *mut nfs_client_id_t) {
@@ -256,25 +398,44 @@ extern "C" fn add_clid(cid: *mut nfs_client_id_t) {
                 ),
             }
         }
-        let (tag, _stored) = backend.add_clid(&client);
-        // Ganesha frees cid_recov_tag with free(): it must come from malloc.
-        let len = tag.len();
-        // SAFETY: malloc of len+1 bytes, filled with the tag and a NUL; the slot is the
-        // client's cid_recov_tag, which only this backend sets (freed by Ganesha or rm_clid).
-        unsafe {
-            let buf = libc::malloc(len + 1) as *mut u8;
-            if buf.is_null() {
-                log::error!("add_clid: out of memory for the recovery tag");
+        // 15.x: Ganesha's own tag, whose buffer becomes cid_recov_tag as its backends do.
+        let mut theirs: Option<*mut c_char> = None;
+        if layout.generation == Generation::V15 {
+            // SAFETY: add_clid runs with the live client and its cid_mutex held.
+            let Some(t) = (unsafe { ganesha_tag(cid) }) else {
                 return;
-            }
-            std::ptr::copy_nonoverlapping(tag.as_ptr(), buf, len);
-            *buf.add(len) = 0;
-            let slot = recov_tag_slot(cid);
+            };
+            // SAFETY: a NUL-terminated string Ganesha just built; bounded read.
+            let text = unsafe {
+                let len = libc::strnlen(t, 16384);
+                String::from_utf8_lossy(std::slice::from_raw_parts(t as *const u8, len))
+                    .into_owned()
+            };
+            client.tag = Some(text);
+            theirs = Some(t);
+        }
+        let (tag, _stored) = backend.add_clid(&client);
+        // SAFETY: the slot is the client's cid_recov_tag, which only this backend sets
+        // (freed by Ganesha or rm_clid); ours comes from malloc, Ganesha frees it with free().
+        unsafe {
+            let buf = match theirs {
+                Some(t) => t,
+                None => {
+                    let len = tag.len();
+                    let buf = libc::malloc(len + 1) as *mut u8;
+                    if buf.is_null() {
+                        log::error!("add_clid: out of memory for the recovery tag");
+                        return;
+                    }
+                    std::ptr::copy_nonoverlapping(tag.as_ptr(), buf, len);
+                    *buf.add(len) = 0;
+                    buf as *mut c_char
+                }
+            };
+            let slot = recov_tag_slot(cid, &layout);
             let old = *slot;
-            *slot = buf as *mut c_char;
-            if !old.is_null() {
-                libc::free(old as *mut c_void);
-            }
+            *slot = buf;
+            free_tag(old, &layout);
         }
     })
 }
@@ -292,13 +453,11 @@ extern "C" fn rm_clid(cid: *mut nfs_client_id_t) {
         }
         // As Ganesha's own backends do: free the tag and clear it, so the caller's later
         // free() sees NULL.
-        // SAFETY: cid is live with cid_mutex held; the tag came from malloc in add_clid.
+        // SAFETY: cid is live with cid_mutex held; the tag is the one add_clid set.
         unsafe {
-            let slot = recov_tag_slot(cid);
-            if !(*slot).is_null() {
-                libc::free(*slot as *mut c_void);
-                *slot = std::ptr::null_mut();
-            }
+            let slot = recov_tag_slot(cid, &layout);
+            free_tag(*slot, &layout);
+            *slot = std::ptr::null_mut();
         }
     })
 }

@@ -8,16 +8,57 @@ use std::ffi::c_void;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// The shape of Ganesha's recovery-backend table and how clients are handed back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generation {
+    /// 4.3 to 6.x: 13 hooks; read_clids gets the callbacks as arguments.
+    V4,
+    /// 15.x: 14 hooks (reclaim_complete at slot 5); read_clids gets only the grace start
+    /// and clients go back through the exported nfs4_add_clid_entry(name, reclaim_complete);
+    /// the recovery tag is Ganesha's own (nfs4_create_clid_name).
+    V15,
+}
+
+/// Where nfs_client_record_t keeps the server address the client connected to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerAddr {
+    /// uint32, host byte order; 0 for NFSv4.0 (and only the low 32 bits of an IPv6 one).
+    HostU32(usize),
+    /// A sockaddr_t (IPv4 or IPv6), set for NFSv4.0 too.
+    Sockaddr(usize),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub name: &'static str,
+    pub generation: Generation,
+    cid_recov_tag: usize,
+    cid_client_record: usize,
     cid_minorversion: usize,
     cid_gsh_client: usize,
+    cr_server_addr: ServerAddr,
+    cr_client_val_len: usize,
+    cr_client_val: usize,
     /// COMPONENT_STATE's index in Ganesha's log component table.
     pub component_state: usize,
+    /// COMPONENT_RECOVERY's (15.x logs recovery there), if the version has one.
+    pub component_recovery: Option<usize>,
     /// Where the request context add_clid runs in keeps the connection (None: not
     /// measured for this version; NFSv4.0 clients are then filed by their owner string).
     request: Option<RequestLayout>,
+    /// nfs_client_id_t's cid_open_state_counter on versions that park expired clients with
+    /// their state (6.x): a release raises it past any threshold so that the client is
+    /// expired, not parked.
+    pub(super) open_state_counter: Option<usize>,
+    /// The fields a release touches (cid_last_renew, cid_confirmed, cid_mutex) are known.
+    pub release: bool,
+}
+
+impl Layout {
+    /// Offset of cid_recov_tag (the malloc'd tag Ganesha compares on reclaim).
+    pub fn recov_tag(&self) -> usize {
+        self.cid_recov_tag
+    }
 }
 
 /// Offsets into Ganesha's struct req_op_context (see include/ganesha_abi.h).
@@ -31,17 +72,28 @@ struct RequestLayout {
 
 pub const COMPONENT_CLIENTID: usize = b::GSH_COMPONENT_CLIENTID as usize;
 
+const REQUEST: RequestLayout = RequestLayout {
+    caller_addr: b::GSH43_OPCTX_CALLER_ADDR_OFF as usize,
+    nfs_vers: b::GSH43_OPCTX_NFS_VERS_OFF as usize,
+    nfs_minorvers: b::GSH43_OPCTX_NFS_MINORVERS_OFF as usize,
+    client: b::GSH43_OPCTX_CLIENT_OFF as usize,
+};
+
 const V4_3: Layout = Layout {
     name: "4.3",
+    generation: Generation::V4,
+    cid_recov_tag: b::GSH_CID_RECOV_TAG_OFF as usize,
+    cid_client_record: b::GSH_CID_CLIENT_RECORD_OFF as usize,
     cid_minorversion: b::GSH43_CID_MINORVERSION_OFF as usize,
     cid_gsh_client: b::GSH43_CID_GSH_CLIENT_OFF as usize,
+    cr_server_addr: ServerAddr::HostU32(b::GSH_CR_SERVER_ADDR_OFF as usize),
+    cr_client_val_len: b::GSH_CR_CLIENT_VAL_LEN_OFF as usize,
+    cr_client_val: b::GSH_CR_CLIENT_VAL_OFF as usize,
     component_state: b::GSH_COMPONENT_STATE_V4 as usize,
-    request: Some(RequestLayout {
-        caller_addr: b::GSH43_OPCTX_CALLER_ADDR_OFF as usize,
-        nfs_vers: b::GSH43_OPCTX_NFS_VERS_OFF as usize,
-        nfs_minorvers: b::GSH43_OPCTX_NFS_MINORVERS_OFF as usize,
-        client: b::GSH43_OPCTX_CLIENT_OFF as usize,
-    }),
+    component_recovery: None,
+    request: Some(REQUEST),
+    open_state_counter: None,
+    release: true,
 };
 
 /// 5.x: the client struct as 4.3; its request context was not measured.
@@ -52,25 +104,62 @@ const V5: Layout = Layout {
 };
 
 const V6: Layout = Layout {
-    name: "6.2",
+    name: "6.2/6.5",
     cid_minorversion: b::GSH62_CID_MINORVERSION_OFF as usize,
     cid_gsh_client: b::GSH62_CID_GSH_CLIENT_OFF as usize,
     component_state: b::GSH_COMPONENT_STATE_V6 as usize,
+    open_state_counter: Some(b::GSH62_CID_OPEN_STATE_COUNTER_OFF as usize),
+    ..V4_3
+};
+
+/// Debian sid's 15.2 (ganesha_abi.h). Its own release ("2:<ip>") matches clients by their
+/// server address, so no release of ours is needed and none is attempted (the fields it
+/// would touch were not measured).
+const V15: Layout = Layout {
+    name: "15.2",
+    generation: Generation::V15,
+    cid_recov_tag: b::GSH152_CID_RECOV_TAG_OFF as usize,
+    cid_client_record: b::GSH152_CID_CLIENT_RECORD_OFF as usize,
+    cid_minorversion: b::GSH152_CID_MINORVERSION_OFF as usize,
+    cid_gsh_client: b::GSH152_CID_GSH_CLIENT_OFF as usize,
+    cr_server_addr: ServerAddr::Sockaddr(b::GSH152_CR_SERVER_ADDR_OFF as usize),
+    cr_client_val_len: b::GSH152_CR_CLIENT_VAL_LEN_OFF as usize,
+    cr_client_val: b::GSH152_CR_CLIENT_VAL_OFF as usize,
+    component_state: b::GSH_COMPONENT_STATE_V6 as usize,
+    component_recovery: Some(b::GSH_COMPONENT_RECOVERY_V15 as usize),
     request: None,
+    open_state_counter: None,
+    release: false,
 };
 
 /// The versions whose layouts were measured: 4.3 (Debian 12's binaries and the source),
-/// every 5.x (unchanged from 4.3 up to 5.9 for every field we read) and 6.2.
+/// every 5.x (unchanged from 4.3 up to 5.9 for every field we read), 6.2 and 6.5 (Debian
+/// 13's; its sal_data.h, fsal_api.h and recovery-backend table are 6.2's).
 pub fn layout_for(version: (u32, u32)) -> Option<Layout> {
     match version {
         (4, 3) => Some(V4_3),
         (5, _) => Some(V5),
-        (6, 2) => Some(V6),
+        (6, 2) | (6, 5) => Some(V6),
+        (15, 2) => Some(V15),
         _ => None,
     }
 }
 
-pub const SUPPORTED: &str = "4.3, 5.x, 6.2";
+/// The layout of the Ganesha this library runs in, or the refusal to log.
+pub fn running_layout() -> Result<Layout, String> {
+    let g = super::symbols::ganesha();
+    g.version.and_then(layout_for).ok_or_else(|| {
+        format!(
+            "Ganesha {} (from {}) has a client struct layout ganesha-ctdb does not know \
+             (supported: {SUPPORTED}); refusing to start rather than guess",
+            g.version
+                .map_or("of unknown version".into(), |(a, b)| format!("{a}.{b}")),
+            g.library.as_deref().unwrap_or("no libganesha_nfsd found")
+        )
+    })
+}
+
+pub const SUPPORTED: &str = "4.3, 5.x, 6.2, 6.5, 15.2";
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct LayoutError(pub String);
@@ -99,24 +188,38 @@ pub unsafe fn read_client(cid: *const c_void, layout: &Layout) -> Result<ClientI
         return Err(LayoutError("Ganesha passed a NULL client".into()));
     }
     let clientid: u64 = field(cid, b::GSH_CID_CLIENTID_OFF as usize);
-    let record: *const c_void = field(cid, b::GSH_CID_CLIENT_RECORD_OFF as usize);
+    let record: *const c_void = field(cid, layout.cid_client_record);
     if record.is_null() {
         return Err(LayoutError(format!(
             "client {clientid:#x} has no client record"
         )));
     }
-    let len: i32 = field(record, b::GSH_CR_CLIENT_VAL_LEN_OFF as usize);
+    let len: i32 = field(record, layout.cr_client_val_len);
     if !(0..=b::GSH_NFS4_OPAQUE_LIMIT as i32).contains(&len) {
         return Err(LayoutError(format!(
             "client {clientid:#x} has an owner of {len} bytes (NFSv4 allows 0 to 1024)"
         )));
     }
     let owner = std::slice::from_raw_parts(
-        (record as *const u8).add(b::GSH_CR_CLIENT_VAL_OFF as usize),
+        (record as *const u8).add(layout.cr_client_val),
         len as usize,
     )
     .to_vec();
-    let server: u32 = field(record, b::GSH_CR_SERVER_ADDR_OFF as usize);
+    let server_addr = match layout.cr_server_addr {
+        ServerAddr::HostU32(off) => {
+            let server: u32 = field(record, off);
+            (server != 0).then(|| IpAddr::V4(Ipv4Addr::from(server)))
+        }
+        ServerAddr::Sockaddr(off) => {
+            let ss = std::slice::from_raw_parts((record as *const u8).add(off), 28);
+            let family = i32::from(u16::from_ne_bytes([ss[0], ss[1]]));
+            match family {
+                libc::AF_INET => sockaddr_ip(ss, 16).ok(),
+                libc::AF_INET6 => sockaddr_ip(ss, 28).ok(),
+                _ => None,
+            }
+        }
+    };
     let minor_version: u32 = field(cid, layout.cid_minorversion);
     if minor_version > 2 {
         return Err(LayoutError(format!(
@@ -138,8 +241,9 @@ pub unsafe fn read_client(cid: *const c_void, layout: &Layout) -> Result<ClientI
         clientid,
         owner,
         caller_addr,
-        server_addr: (server != 0).then(|| IpAddr::V4(Ipv4Addr::from(server))),
+        server_addr,
         minor_version,
+        tag: None,
     })
 }
 
@@ -264,7 +368,9 @@ mod tests {
         assert_eq!(layout_for((4, 3)), Some(V4_3));
         assert_eq!(layout_for((5, 9)), Some(V5));
         assert_eq!(layout_for((6, 2)), Some(V6));
-        for v in [(4, 2), (3, 5), (6, 3), (7, 0)] {
+        assert_eq!(layout_for((6, 5)), Some(V6));
+        assert_eq!(layout_for((15, 2)), Some(V15));
+        for v in [(4, 2), (3, 5), (6, 3), (7, 0), (15, 1), (16, 0)] {
             assert_eq!(layout_for(v), None, "{v:?}");
         }
     }

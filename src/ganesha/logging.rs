@@ -13,6 +13,14 @@ struct GaneshaLogger;
 static LOGGER: GaneshaLogger = GaneshaLogger;
 /// COMPONENT_STATE's index for the running Ganesha (moves in 6.x); 0 until known.
 static STATE_COMPONENT: AtomicUsize = AtomicUsize::new(0);
+/// COMPONENT_RECOVERY's index where the running Ganesha has one (15.x), else 0: then every
+/// message of ours goes there, as Ganesha's own recovery messages do.
+static RECOVERY_COMPONENT: AtomicUsize = AtomicUsize::new(0);
+
+/// Logs under the version's RECOVERY component from now on (None: CLIENTID and STATE).
+pub fn set_recovery_component(component: Option<usize>) {
+    RECOVERY_COMPONENT.store(component.unwrap_or(0), Ordering::Relaxed);
+}
 
 /// Installs the logger once; later calls only update the STATE component index.
 pub fn init(state_component: Option<usize>) {
@@ -34,8 +42,13 @@ fn ganesha_level(level: log::Level) -> i32 {
     }) as i32
 }
 
-/// Grace-related modules log under STATE, everything else under CLIENTID.
+/// RECOVERY where the version has it; else grace-related modules under STATE, everything
+/// else under CLIENTID.
 fn component(target: &str) -> usize {
+    let recovery = RECOVERY_COMPONENT.load(Ordering::Relaxed);
+    if recovery != 0 {
+        return recovery;
+    }
     let state = STATE_COMPONENT.load(Ordering::Relaxed);
     if state != 0 && target.contains("grace") {
         state

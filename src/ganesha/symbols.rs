@@ -3,7 +3,9 @@
 //! and a missing symbol must become a clear refusal, not a dlopen failure.
 
 use super::bindings::{
-    display_log_component_level_fn, load_config_from_parse_fn, nfs_grace_start_t,
+    add_clid_entry_v15_fn, add_rfh_entry_v15_fn, create_clid_name_fn,
+    display_log_component_level_fn, load_config_from_parse_fn, mem_stats_update_free_fn,
+    nfs_grace_start_t,
 };
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::OnceLock;
@@ -28,6 +30,13 @@ pub struct Ganesha {
     /// `void hashtable_for_each(hash_table_t *, void (*)(struct rbt_node *, void *), void *)`:
     /// calls back for every entry with that partition's lock held for reading.
     pub hashtable_for_each: Option<HashtableForEach>,
+    /// 15.x: `nfs4_add_clid_entry(name, reclaim_complete)` and `nfs4_add_rfh_entry`.
+    pub add_clid_entry: add_clid_entry_v15_fn,
+    pub add_rfh_entry: add_rfh_entry_v15_fn,
+    /// 15.x: `nfs4_create_clid_name(cid, len)`, the recovery tag.
+    pub create_clid_name: create_clid_name_fn,
+    /// 15.x: `gsh_mem_stats_update_free`, before free() of a Ganesha-allocated tag.
+    pub mem_stats_update_free: mem_stats_update_free_fn,
 }
 
 /// The callback hashtable_for_each takes: the entry's rbt_node and the caller's argument.
@@ -59,6 +68,10 @@ fn resolve() -> Ganesha {
     let wake = lookup(c"reaper_wake");
     let confirmed = lookup(c"ht_confirmed_client_id");
     let for_each = lookup(c"hashtable_for_each");
+    let add_clid_entry = lookup(c"nfs4_add_clid_entry");
+    let add_rfh_entry = lookup(c"nfs4_add_rfh_entry");
+    let create_clid_name = lookup(c"nfs4_create_clid_name");
+    let mem_stats_free = lookup(c"gsh_mem_stats_update_free");
     let library = library_of(load);
     let version = library.as_deref().and_then(version_from_library);
     Ganesha {
@@ -88,6 +101,20 @@ fn resolve() -> Ganesha {
         // SAFETY: as above; exported by 4.3-6.2 with this signature (hashtable.h).
         hashtable_for_each: unsafe {
             std::mem::transmute::<*mut c_void, Option<HashtableForEach>>(for_each)
+        },
+        // SAFETY: exported by 15.x with these signatures (ganesha_abi.h; read from its
+        // binaries); 4.3-6.x export none of them (null stays None).
+        add_clid_entry: unsafe {
+            std::mem::transmute::<*mut c_void, add_clid_entry_v15_fn>(add_clid_entry)
+        },
+        add_rfh_entry: unsafe {
+            std::mem::transmute::<*mut c_void, add_rfh_entry_v15_fn>(add_rfh_entry)
+        },
+        create_clid_name: unsafe {
+            std::mem::transmute::<*mut c_void, create_clid_name_fn>(create_clid_name)
+        },
+        mem_stats_update_free: unsafe {
+            std::mem::transmute::<*mut c_void, mem_stats_update_free_fn>(mem_stats_free)
         },
     }
 }
@@ -151,10 +178,16 @@ impl Ganesha {
             return None;
         }
         // SAFETY: component_log_level is Ganesha's exported pointer to its array of
-        // COMPONENT_COUNT (37 in 4.3/5.x, 37 in 6.x) levels; callers pass indices < 32.
+        // COMPONENT_COUNT levels (37 in 4.3 to 6.x; 15.x adds QOS, RECOVERY, RDMA, GRPC: 41);
+        // callers pass the indices of their version's components (at most 38), and nothing
+        // above the smallest count is read on an older version.
         unsafe {
             let array = std::ptr::read_volatile(self.component_log_level);
-            if array.is_null() || component >= 32 {
+            let count = match self.version {
+                Some((major, _)) if major >= 15 => 41,
+                _ => 37,
+            };
+            if array.is_null() || component >= count {
                 return None;
             }
             Some(std::ptr::read_volatile(array.add(component)))

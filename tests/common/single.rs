@@ -21,6 +21,51 @@ pub fn built_library() -> PathBuf {
     lib
 }
 
+/// Which Ganesha runs: this machine's (Debian 12's 4.3), or a Debian release's from its
+/// root built by scripts/chroots.sh.
+#[derive(Clone, Debug)]
+pub struct Release {
+    pub name: &'static str,
+    pub root: Option<PathBuf>,
+    pub version: (u32, u32),
+}
+
+impl Release {
+    pub fn host() -> Release {
+        Release {
+            name: "4.3 (Debian 12)",
+            root: None,
+            version: (4, 3),
+        }
+    }
+
+    /// trixie (Debian 13, Ganesha 6.5) or sid (Ganesha 15.2); fails the test with what to
+    /// run when the root is missing.
+    pub fn debian(suite: &str) -> Release {
+        let root = testbed::chroot::root(suite).unwrap_or_else(|e| panic!("{e}"));
+        let (name, version) = match suite {
+            "trixie" => ("6.5 (Debian 13)", (6, 5)),
+            "sid" => ("15.2 (Debian sid)", (15, 2)),
+            other => panic!("no Ganesha release known for {other}"),
+        };
+        Release {
+            name,
+            root: Some(root),
+            version,
+        }
+    }
+
+    /// NFS_CORE_PARAM keys this release needs here: 6.x and later make a failing
+    /// PR_SET_IO_FLUSHER fatal unless told otherwise (this sandbox refuses it).
+    fn core_extra(&self) -> &'static str {
+        if self.version.0 >= 6 {
+            " allow_set_io_flusher_fail = true;"
+        } else {
+            ""
+        }
+    }
+}
+
 /// One ganesha.nfsd in a network namespace of its own, loading this crate's library,
 /// its files (config, log, store, export) in a temporary directory.
 pub struct Server {
@@ -29,6 +74,7 @@ pub struct Server {
     pub child: Option<Child>,
     /// Extra environment for ganesha.nfsd.
     pub env: Vec<(String, String)>,
+    pub release: Release,
 }
 
 impl Server {
@@ -37,13 +83,17 @@ impl Server {
     }
 
     pub fn with_grace(block: &str, grace_period: u32) -> Server {
+        Server::of(Release::host(), block, grace_period)
+    }
+
+    pub fn of(release: Release, block: &str, grace_period: u32) -> Server {
         let work = tempfile::tempdir().unwrap();
         let w = work.path();
         for d in ["lib", "export", "store", "run"] {
             std::fs::create_dir_all(w.join(d)).unwrap();
         }
-        std::os::unix::fs::symlink(built_library(), w.join("lib/libganesha_rados_recov.so"))
-            .unwrap();
+        // A copy, not a link: inside a Debian root only the work directory is shared.
+        std::fs::copy(built_library(), w.join("lib/libganesha_rados_recov.so")).unwrap();
         for f in ["hello.txt", "f40.txt", "f41.txt", "lazy.txt", "other.txt"] {
             std::fs::write(w.join("export").join(f), "hello\n").unwrap();
         }
@@ -51,14 +101,15 @@ impl Server {
         std::fs::write(
             w.join("ganesha.conf"),
             format!(
-                "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
+                "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false;{extra} }}\n\
                  NFS_KRB5 {{ Active_krb5 = false; CCacheDir = {w}/run/ccache; }}\n\
                  NFSV4 {{ RecoveryBackend = rados_cluster; Minor_Versions = 0, 1, 2; Lease_Lifetime = 10; Grace_Period = {grace_period}; }}\n\
                  {block}\n\
                  EXPORT {{ Export_Id = 1; Path = {w}/export; Pseudo = /export; Access_Type = RW; Squash = No_Root_Squash;\n\
                           SecType = sys; Protocols = 4; Transports = TCP; FSAL {{ Name = VFS; }} }}\n\
                  LOG {{ Default_Log_Level = EVENT; Components {{ CLIENTID = DEBUG; }} }}\n",
-                w = w.display()
+                w = w.display(),
+                extra = release.core_extra(),
             ),
         )
         .unwrap();
@@ -69,6 +120,7 @@ impl Server {
             work,
             child: None,
             env: Vec::new(),
+            release,
         };
         run(Command::new("ip").args(["-n", &server.ns, "link", "set", "lo", "up"]));
         server
@@ -83,11 +135,32 @@ impl Server {
     }
 
     pub fn spawn(&mut self) {
-        let child =
-            testbed::cluster::ganesha_command(&self.ns, self.work.path(), &self.path("lib"))
-                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .spawn()
-                .expect("spawn ganesha.nfsd");
+        let mut cmd = match &self.release.root {
+            None => {
+                testbed::cluster::ganesha_command(&self.ns, self.work.path(), &self.path("lib"))
+            }
+            Some(root) => {
+                let args: Vec<String> = testbed::cluster::ganesha_args(self.work.path())
+                    .iter()
+                    .map(|a| format!("'{a}'"))
+                    .collect();
+                let inner = format!(
+                    "env LD_LIBRARY_PATH='{}' {}",
+                    self.path("lib").display(),
+                    args.join(" ")
+                );
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &self.ns, "sh", "-c"])
+                    .arg(testbed::chroot::wrap(root, &[self.work.path()], &inner))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                c
+            }
+        };
+        let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .spawn()
+            .expect("spawn ganesha.nfsd");
         self.child = Some(child);
     }
 

@@ -8,6 +8,7 @@
 //! Everything started is recorded by pid and torn down by pid (descendants found through
 //! /proc's parent links), namespaces are deleted, also when a test panics.
 
+pub mod chroot;
 pub mod cluster;
 pub mod procs;
 

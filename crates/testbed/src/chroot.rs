@@ -1,0 +1,52 @@
+//! Running daemons of another Debian release: its packages in a root directory built by
+//! scripts/chroots.sh (debootstrap), entered with chroot(8) inside the test's own mount
+//! namespace. Every path the test shares with the daemon (its work directory, a socket, a
+//! log) is bind-mounted at the same absolute path inside the root, so paths mean the same
+//! on both sides; the namespace (`ip netns exec` makes one per command) takes the mounts
+//! with it when its last process exits.
+
+use std::path::{Path, PathBuf};
+
+/// Where scripts/chroots.sh keeps its roots (GANESHA_CTDB_CHROOTS, as there).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("GANESHA_CTDB_CHROOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/ganesha-ctdb/chroots"))
+}
+
+/// The root of `suite` (trixie, sid), once scripts/chroots.sh has built it.
+pub fn root(suite: &str) -> Result<PathBuf, String> {
+    let dir = cache_dir().join(suite);
+    if dir.join(".ganesha-ctdb-stamp").exists() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "no {suite} root in {}: run scripts/chroots.sh {suite} (scripts/test.sh does)",
+            cache_dir().display()
+        ))
+    }
+}
+
+fn quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// A shell snippet that enters `root` and runs `cmd` (shell words) there, with /proc,
+/// /sys and /dev of the running namespace and each of `shared` at its own path.
+pub fn wrap(root: &Path, shared: &[&Path], cmd: &str) -> String {
+    let r = quote(root);
+    let mut s = String::from("set -e; mount --make-rslave / 2>/dev/null || true; ");
+    for d in ["proc", "sys", "dev"] {
+        s.push_str(&format!("mount --rbind /{d} {r}/{d}; "));
+    }
+    for p in shared {
+        let inside = root.join(p.strip_prefix("/").unwrap_or(p));
+        s.push_str(&format!(
+            "mkdir -p {i}; mount --bind {o} {i}; ",
+            i = quote(&inside),
+            o = quote(p)
+        ));
+    }
+    s.push_str(&format!("exec chroot {r} {cmd}"));
+    s
+}

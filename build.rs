@@ -29,6 +29,7 @@ fn main() {
         .allowlist_var("GSH_.*")
         .allowlist_var("GSH43_.*")
         .allowlist_var("GSH62_.*")
+        .allowlist_var("GSH65_.*")
         .allowlist_var("GSH152_.*")
         .allowlist_var("GSH15_.*")
         .rustified_enum("ganesha_grace_event")

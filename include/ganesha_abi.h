@@ -174,6 +174,13 @@ typedef void (*display_log_component_level_fn)(int component, const char *file, 
  * its state (Expired_Client_Threshold, default 16; nfs4_clientid.c nfs_client_id_expire)
  * instead of being expired: its locks would stay held. */
 #define GSH62_CID_OPEN_STATE_COUNTER_OFF 1224 /* uint32_t, updated atomically */
+/* 6.5's NFSV4 { Sticky_Grace } (bool, default false), the first member of
+ * nfs_param.nfsv4_param (gsh_config.h:611). Off, a refused try_lift_grace sets no
+ * GRACE_STATUS_CHANGE_REQ and reclaims stay allowed (nfs4_recovery.c:161,569). Offset read
+ * from Debian 13's libganesha_nfsd.so.6.5: nfs_init.c loads the NFSV4 block into nfs_param
+ * + 0x1a0 (after the 416-byte core block), and nfs_get_grace_status and
+ * nfs_put_grace_status test the byte at nfs_param + 0x1a0 before touching grace_status. */
+#define GSH65_NFS_PARAM_STICKY_GRACE_OFF 0x1a0
 #define GSH_NTIRPC_NETBUF_LEN_OFF 4     /* within struct netbuf, which precedes ss by 16 */
 #define GSH_NTIRPC_NETBUF_BUF_OFF 8
 

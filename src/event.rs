@@ -13,6 +13,10 @@
 //!   every client.
 //! - `takeip <iface> <ip> <mask>`: "5:<ip>" (the IP's recorded clients may reclaim).
 //! - `ipreallocated`: "3:ipreallocated" if Ganesha is in grace (the takeover run is over).
+//! - `startipreallocate` (CTDB 4.22, every node before a takeover run): nothing. A crash
+//!   already brought `startrecovery`, and a planned move holds in `releaseip` before
+//!   anything is released; holding here too would put the cluster in grace for every
+//!   takeover run, also those that move no IP.
 //! - `monitor`: fails once Ganesha has not been running at two monitor runs in a row, so
 //!   that CTDB moves the node's IPs to nodes that serve NFS; a quick restart (systemd's)
 //!   keeps them. When Ganesha is gone the node's exit marker holds the cluster in grace

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{client, ganesha_cluster, in_grace, owners, refused, wait_log};
+use common::{client, in_grace, owners, refused, wait_log, ClusterOpts};
 use nfs4_client::{Client, LockType, NfsStat, OpenFile};
 use serial_test::serial;
 use std::process::Command;
@@ -34,11 +34,17 @@ fn renew_all(cs: &mut [&mut Client]) {
     }
 }
 
-/// Runs the scenario; returns whether client 2 was ever granted the conflicting lock while
-/// client 1 had not reclaimed.
-fn scenario(stock: bool) -> bool {
+/// Runs the scenario on this machine's ctdb and Ganesha or on those of `debian`; returns
+/// whether client 2 was ever granted the conflicting lock while client 1 had not reclaimed.
+fn scenario(stock: bool, debian: Option<&'static str>) -> bool {
     let grace_period = 20;
-    let mut c = ganesha_cluster(grace_period, stock);
+    let mut c = ClusterOpts {
+        grace_period,
+        stock,
+        debian,
+        ..ClusterOpts::default()
+    }
+    .up();
     let x = c.public_ips[0];
     let holders = c.ip_holders(0).unwrap();
     let a_pnn = holders[&x].expect("X held");
@@ -231,15 +237,31 @@ fn scenario(stock: bool) -> bool {
 #[test]
 #[serial]
 fn after_a_crash_no_node_grants_the_lock_client_1_is_about_to_reclaim() {
-    assert!(!scenario(false));
+    assert!(!scenario(false, None));
 }
 
 #[test]
 #[serial]
 fn with_the_stock_fs_backend_a_second_client_is_granted_the_crashed_clients_lock() {
     assert!(
-        scenario(true),
+        scenario(true, None),
         "the hazard did not show with the stock backend"
+    );
+}
+
+/// The same crash on Debian 13's ctdb 4.22 and Ganesha 6.5 (scripts/chroots.sh trixie).
+#[test]
+#[serial]
+fn on_debian_13_after_a_crash_no_node_grants_the_lock_client_1_is_about_to_reclaim() {
+    assert!(!scenario(false, Some("trixie")));
+}
+
+#[test]
+#[serial]
+fn on_debian_13_with_the_stock_fs_backend_a_second_client_is_granted_the_crashed_clients_lock() {
+    assert!(
+        scenario(true, Some("trixie")),
+        "the hazard did not show with the stock backend on Debian 13"
     );
 }
 
@@ -250,8 +272,23 @@ fn with_the_stock_fs_backend_a_second_client_is_granted_the_crashed_clients_lock
 #[test]
 #[serial]
 fn grace_lifts_cluster_wide_after_the_last_reclaim_and_a_dead_node_does_not_hold_it() {
+    grace_lift(None);
+}
+
+#[test]
+#[serial]
+fn on_debian_13_grace_lifts_cluster_wide_after_the_last_reclaim_and_a_dead_node_does_not_hold_it() {
+    grace_lift(Some("trixie"));
+}
+
+fn grace_lift(debian: Option<&'static str>) {
     let grace_period = 60;
-    let mut c = ganesha_cluster(grace_period, false);
+    let mut c = ClusterOpts {
+        grace_period,
+        debian,
+        ..ClusterOpts::default()
+    }
+    .up();
     let x = c.public_ips[0];
     let a = c.node_by_pnn(c.holder(x, 0).unwrap().unwrap()).unwrap();
     let mut one = client(&c, x, 1, &owners::linux_v41(1, "early"));
@@ -338,5 +375,90 @@ fn grace_lifts_cluster_wide_after_the_last_reclaim_and_a_dead_node_does_not_hold
     assert!(
         a_line.contains("|1|1|1|"),
         "A's record still needs grace: {text}"
+    );
+}
+
+/// A node dies; the only client of its public IP X is NFSv4.1 and reclaims through X on
+/// the taker, then sends RECLAIM_COMPLETE. Returns how long after that every live node was
+/// out of grace. Nodes that held the cluster in grace during CTDB's takeover run give a
+/// Ganesha that stops taking reclaims after a refused lift (4.3) a placeholder entry and
+/// so stay in grace until Grace_Period; 6.5 with Sticky_Grace off (its default) needs none.
+fn lift_after_crash_reclaim(debian: Option<&'static str>, grace_period: u32) -> Duration {
+    let mut c = ClusterOpts {
+        grace_period,
+        debian,
+        ..ClusterOpts::default()
+    }
+    .up();
+    let x = c.public_ips[0];
+    let a = c.node_by_pnn(c.holder(x, 0).unwrap().unwrap()).unwrap();
+    let watch = (0..3).find(|i| *i != a).unwrap();
+    let mut one = client(&c, x, 1, &owners::linux_v41(1, "lone"));
+    one.establish().unwrap();
+    one.reclaim_complete().unwrap();
+    let f = one.open("export/f41.txt").unwrap();
+    let mut f1 = f.clone();
+    one.lock(&mut f1, LockType::Write, 0, 100, false).unwrap();
+
+    c.kill_node(a);
+    let t = Instant::now();
+    while c
+        .holder(x, watch)
+        .ok()
+        .flatten()
+        .map_or(true, |h| h == c.nodes[a].pnn)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(45),
+            "X did not move:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let taker = c.node_by_pnn(c.holder(x, watch).unwrap().unwrap()).unwrap();
+    wait_log(
+        &c,
+        taker,
+        &format!("takeover of {x}"),
+        Duration::from_secs(20),
+    );
+    one.disconnect();
+    one.establish().unwrap();
+    let mut r = one
+        .reclaim_open(&f.fh)
+        .unwrap_or_else(|e| panic!("OPEN CLAIM_PREVIOUS on the taker: {e}\n{}", c.logs()));
+    one.lock(&mut r, LockType::Write, 0, 100, true)
+        .unwrap_or_else(|e| panic!("LOCK reclaim on the taker: {e}\n{}", c.logs()));
+    one.reclaim_complete().unwrap();
+    let done = Instant::now();
+    let live: Vec<usize> = (0..3).filter(|i| *i != a).collect();
+    while live.iter().any(|i| in_grace(&c, *i)) {
+        assert!(
+            done.elapsed() < Duration::from_secs(u64::from(grace_period) + 25),
+            "still in grace {:?} after the last RECLAIM_COMPLETE:\n{}",
+            done.elapsed(),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = one.renew();
+    }
+    let lifted = done.elapsed();
+    eprintln!(
+        "{}: every live node out of grace {lifted:?} after the taker's last RECLAIM_COMPLETE \
+         (Grace_Period {grace_period} s)",
+        debian.unwrap_or("Debian 12")
+    );
+    lifted
+}
+
+#[test]
+#[serial]
+fn on_debian_13_the_cluster_leaves_grace_once_the_takers_clients_reclaimed_after_a_crash() {
+    let grace_period = 60;
+    let lifted = lift_after_crash_reclaim(Some("trixie"), grace_period);
+    assert!(
+        lifted < Duration::from_secs(u64::from(grace_period) / 2),
+        "Ganesha 6.5 needs no placeholder: the cluster should leave grace within a few \
+         reaper ticks, not at Grace_Period ({lifted:?})"
     );
 }

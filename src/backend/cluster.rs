@@ -17,7 +17,9 @@
 //! reclaim. A node that holds or joins during a takeover run may become the taker moments
 //! later, so it gives Ganesha a placeholder entry that never reclaims: Ganesha then waits
 //! for Grace_Period before asking, and the taker's clients can reclaim. The cost is that such
-//! a grace period ends at Grace_Period, not early.
+//! a grace period ends at Grace_Period, not early. Ganesha 6.5 with Sticky_Grace off (its
+//! default) keeps taking reclaims after a refused lift: no placeholder there, and every node
+//! leaves grace as soon as no live node needs it.
 
 use super::{Backend, ReclaimEntry, State};
 use crate::grace::{self, ClusterView};
@@ -350,7 +352,10 @@ impl Backend {
                 .live
                 .iter()
                 .any(|n| records.get(n).is_some_and(|r| r.held));
-        if verb != "ipreallocated" && takeover_run && !st.placeholder {
+        let needs_placeholder = self
+            .refused_lift_ends_reclaims
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if verb != "ipreallocated" && takeover_run && needs_placeholder && !st.placeholder {
             st.placeholder = true;
             return vec![ReclaimEntry {
                 tag: format!(

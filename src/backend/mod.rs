@@ -185,6 +185,9 @@ pub struct Backend {
     /// The running Ganesha calls reclaim_complete (15.x): records of NFSv4.1+ clients then
     /// say whether it came.
     tracks_reclaim_complete: std::sync::atomic::AtomicBool,
+    /// Ganesha refuses reclaims for the rest of a grace period once a lift was refused
+    /// (4.3; 6.5 with Sticky_Grace): nodes in a takeover run need the placeholder.
+    refused_lift_ends_reclaims: std::sync::atomic::AtomicBool,
     /// Client records the store could not take yet (D1 under faults).
     pending: Arc<Pending>,
 }
@@ -321,6 +324,7 @@ impl Backend {
             releaser: RwLock::new(None),
             v40_heuristic_logged: std::sync::atomic::AtomicBool::new(false),
             tracks_reclaim_complete: std::sync::atomic::AtomicBool::new(false),
+            refused_lift_ends_reclaims: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -328,6 +332,13 @@ impl Backend {
     pub fn set_tracks_reclaim_complete(&self, tracks: bool) {
         self.tracks_reclaim_complete
             .store(tracks, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the running Ganesha stops taking reclaims once a lift was refused (see
+    /// cluster.rs); true unless known otherwise.
+    pub fn set_refused_lift_ends_reclaims(&self, ends: bool) {
+        self.refused_lift_ends_reclaims
+            .store(ends, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Installs how released clients' state is dropped inside Ganesha.
@@ -1227,6 +1238,29 @@ mod tests {
             st.held_since.is_some(),
             "without a start the hold limit never ends it"
         );
+    }
+
+    /// A hold gives Ganesha the placeholder entry only where a refused lift would end
+    /// reclaims (4.3, and by default any version not known otherwise).
+    #[test]
+    fn a_hold_brings_the_placeholder_only_where_a_refused_lift_ends_reclaims() {
+        for ends in [true, false] {
+            let b = node0(Arc::new(MemoryStore::new()), &Arc::new(IpLister::default()));
+            if !ends {
+                b.set_refused_lift_ends_reclaims(false);
+            }
+            let held = b.read_clids(&GraceStart::Control("hold".into()));
+            assert_eq!(
+                tags(&held)
+                    .iter()
+                    .filter(|t| t.starts_with("ganesha-ctdb:placeholder:"))
+                    .count(),
+                usize::from(ends),
+                "refused lift ends reclaims: {ends}; entries {:?}",
+                tags(&held)
+            );
+            assert!(b.state().grace.held);
+        }
     }
 
     #[test]

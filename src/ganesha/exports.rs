@@ -173,6 +173,17 @@ extern "C" fn recovery_init() -> c_int {
                     backend.set_releaser(Arc::new(super::release::ReaperRelease::new(layout)));
                 }
                 backend.set_tracks_reclaim_complete(layout.generation == Generation::V15);
+                // Without Sticky_Grace Ganesha keeps taking reclaims after a refused lift.
+                let sticky = layout
+                    .sticky_grace
+                    .and_then(|off| super::symbols::ganesha().nfs_param_bool(off));
+                if sticky == Some(false) {
+                    log::info!(
+                        "Sticky_Grace is off: a refused grace lift leaves reclaims open, so \
+                         nodes in a takeover run may leave grace as soon as no node needs it"
+                    );
+                }
+                backend.set_refused_lift_ends_reclaims(sticky != Some(false));
                 let cluster = backend.is_cluster();
                 *RUNNING.write().unwrap_or_else(|e| e.into_inner()) = Some(Running {
                     backend: backend.clone(),

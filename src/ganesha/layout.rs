@@ -52,6 +52,10 @@ pub struct Layout {
     pub(super) open_state_counter: Option<usize>,
     /// The fields a release touches (cid_last_renew, cid_confirmed, cid_mutex) are known.
     pub release: bool,
+    /// Offset in nfs_param of NFSV4 { Sticky_Grace } on versions that have the option and
+    /// where it was measured (6.5). None: a refused lift always ends reclaims (4.3 always
+    /// works so; on other versions it is not known, and assuming it is the safe side).
+    pub(super) sticky_grace: Option<usize>,
 }
 
 impl Layout {
@@ -94,6 +98,7 @@ const V4_3: Layout = Layout {
     request: Some(REQUEST),
     open_state_counter: None,
     release: true,
+    sticky_grace: None,
 };
 
 /// 5.x: the client struct as 4.3; its request context was not measured.
@@ -104,12 +109,19 @@ const V5: Layout = Layout {
 };
 
 const V6: Layout = Layout {
-    name: "6.2/6.5",
+    name: "6.2",
     cid_minorversion: b::GSH62_CID_MINORVERSION_OFF as usize,
     cid_gsh_client: b::GSH62_CID_GSH_CLIENT_OFF as usize,
     component_state: b::GSH_COMPONENT_STATE_V6 as usize,
     open_state_counter: Some(b::GSH62_CID_OPEN_STATE_COUNTER_OFF as usize),
     ..V4_3
+};
+
+/// 6.5: 6.2's structs, and Sticky_Grace (off by default) in nfs_param.
+const V6_5: Layout = Layout {
+    name: "6.5",
+    sticky_grace: Some(b::GSH65_NFS_PARAM_STICKY_GRACE_OFF as usize),
+    ..V6
 };
 
 /// Debian sid's 15.2 (ganesha_abi.h). Its own release ("2:<ip>") matches clients by their
@@ -130,6 +142,7 @@ const V15: Layout = Layout {
     request: None,
     open_state_counter: None,
     release: false,
+    sticky_grace: None,
 };
 
 /// The versions whose layouts were measured: 4.3 (Debian 12's binaries and the source),
@@ -139,7 +152,8 @@ pub fn layout_for(version: (u32, u32)) -> Option<Layout> {
     match version {
         (4, 3) => Some(V4_3),
         (5, _) => Some(V5),
-        (6, 2) | (6, 5) => Some(V6),
+        (6, 2) => Some(V6),
+        (6, 5) => Some(V6_5),
         (15, 2) => Some(V15),
         _ => None,
     }
@@ -368,7 +382,7 @@ mod tests {
         assert_eq!(layout_for((4, 3)), Some(V4_3));
         assert_eq!(layout_for((5, 9)), Some(V5));
         assert_eq!(layout_for((6, 2)), Some(V6));
-        assert_eq!(layout_for((6, 5)), Some(V6));
+        assert_eq!(layout_for((6, 5)), Some(V6_5));
         assert_eq!(layout_for((15, 2)), Some(V15));
         for v in [(4, 2), (3, 5), (6, 3), (7, 0), (15, 1), (16, 0)] {
             assert_eq!(layout_for(v), None, "{v:?}");

@@ -37,6 +37,8 @@ pub struct Ganesha {
     pub create_clid_name: create_clid_name_fn,
     /// 15.x: `gsh_mem_stats_update_free`, before free() of a Ganesha-allocated tag.
     pub mem_stats_update_free: mem_stats_update_free_fn,
+    /// Address of the exported `nfs_param` (Ganesha's parsed configuration).
+    nfs_param: *const u8,
 }
 
 /// The callback hashtable_for_each takes: the entry's rbt_node and the caller's argument.
@@ -72,6 +74,7 @@ fn resolve() -> Ganesha {
     let add_rfh_entry = lookup(c"nfs4_add_rfh_entry");
     let create_clid_name = lookup(c"nfs4_create_clid_name");
     let mem_stats_free = lookup(c"gsh_mem_stats_update_free");
+    let nfs_param = lookup(c"nfs_param");
     let library = library_of(load);
     let version = library.as_deref().and_then(version_from_library);
     Ganesha {
@@ -116,6 +119,7 @@ fn resolve() -> Ganesha {
         mem_stats_update_free: unsafe {
             std::mem::transmute::<*mut c_void, mem_stats_update_free_fn>(mem_stats_free)
         },
+        nfs_param: nfs_param as *const u8,
     }
 }
 
@@ -163,6 +167,18 @@ pub fn version_from_library(path: &str) -> Option<(u32, u32)> {
 }
 
 impl Ganesha {
+    /// The bool at `off` in nfs_param (None outside Ganesha). Callers pass an offset of
+    /// their version's layout (layout.rs), read after Ganesha parsed its configuration.
+    pub fn nfs_param_bool(&self, off: usize) -> Option<bool> {
+        if self.nfs_param.is_null() {
+            return None;
+        }
+        // SAFETY: nfs_param is Ganesha's exported configuration struct (over 600 bytes on
+        // every supported version) and `off` lies inside it for the running version.
+        let byte = unsafe { std::ptr::read_volatile(self.nfs_param.add(off)) };
+        Some(byte != 0)
+    }
+
     /// Ganesha's table of confirmed NFSv4 clients (null outside Ganesha).
     pub fn confirmed_clients(&self) -> *mut c_void {
         if self.confirmed_clients.is_null() {

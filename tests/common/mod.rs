@@ -87,6 +87,9 @@ pub struct ClusterOpts {
     pub nlm: bool,
     pub public_ips: usize,
     pub nodes: usize,
+    /// Debian release whose ctdb and Ganesha run the nodes (scripts/chroots.sh): None for
+    /// this machine's (Debian 12), Some("trixie") for Debian 13's ctdb 4.22 and Ganesha 6.5.
+    pub debian: Option<&'static str>,
     /// Supervise each ganesha.nfsd as systemd does with the package's drop-in
     /// (packaging/systemd/ganesha-ctdb.conf: its ExecStopPost, restart after this delay).
     pub supervise: Option<Option<Duration>>,
@@ -100,6 +103,7 @@ impl Default for ClusterOpts {
             nlm: false,
             public_ips: 3,
             nodes: 3,
+            debian: None,
             supervise: None,
         }
     }
@@ -137,6 +141,7 @@ impl ClusterOpts {
             nlm,
             public_ips,
             nodes,
+            debian,
             supervise,
         } = self;
         let target = target_dir();
@@ -165,6 +170,12 @@ impl ClusterOpts {
         }
         if nlm {
             g.nlm_callout = Some(repo.join("ganesha-conf/statd-callout"));
+        }
+        if let Some(suite) = debian {
+            spec.root = Some(testbed::chroot::root(suite).unwrap_or_else(|e| panic!("{e}")));
+            spec.shared = vec![target.clone()];
+            // 6.x makes a failing PR_SET_IO_FLUSHER fatal unless told otherwise.
+            g.core_extra = "allow_set_io_flusher_fail = true;".into();
         }
         if let Some(restart_after) = supervise {
             g.supervise = Some(testbed::cluster::Supervision {

@@ -34,6 +34,12 @@ fn quote(p: &Path) -> String {
 /// A shell snippet that enters `root` and runs `cmd` (shell words) there, with /proc,
 /// /sys and /dev of the running namespace and each of `shared` at its own path.
 pub fn wrap(root: &Path, shared: &[&Path], cmd: &str) -> String {
+    wrap_binds(root, shared, &[], cmd)
+}
+
+/// As [`wrap`], and each `(outside, inside)` of `binds` mounted at `inside` of the root
+/// (a node's private /run, so that tools which only know the default socket path find it).
+pub fn wrap_binds(root: &Path, shared: &[&Path], binds: &[(&Path, &Path)], cmd: &str) -> String {
     let r = quote(root);
     let mut s = String::from("set -e; mount --make-rslave / 2>/dev/null || true; ");
     for d in ["proc", "sys", "dev"] {
@@ -45,6 +51,14 @@ pub fn wrap(root: &Path, shared: &[&Path], cmd: &str) -> String {
             "mkdir -p {i}; mount --bind {o} {i}; ",
             i = quote(&inside),
             o = quote(p)
+        ));
+    }
+    for (outside, inside) in binds {
+        let inside = root.join(inside.strip_prefix("/").unwrap_or(inside));
+        s.push_str(&format!(
+            "mkdir -p {i}; mount --bind {o} {i}; ",
+            i = quote(&inside),
+            o = quote(outside)
         ));
     }
     s.push_str(&format!("exec chroot {r} {cmd}"));

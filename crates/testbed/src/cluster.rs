@@ -28,6 +28,8 @@ pub struct GaneshaSpec {
     /// NFSv3 + NLM as well: each node's Ganesha runs with its own rpcbind and rpc.statd
     /// (in a private /run), statd calling this ha-callout.
     pub nlm_callout: Option<PathBuf>,
+    /// Extra NFS_CORE_PARAM keys (6.x here: allow_set_io_flusher_fail = true;).
+    pub core_extra: String,
     /// Run ganesha.nfsd as systemd runs nfs-ganesha with ganesha-ctdb's drop-in: when it
     /// exits, for any reason, run this command (ExecStopPost) in the node's environment,
     /// then start it again after `restart_after` (Restart=, RestartSec=; None: no restart).
@@ -49,6 +51,7 @@ impl GaneshaSpec {
             lease_lifetime: 10,
             recovery_backend: "rados_cluster".into(),
             nlm_callout: None,
+            core_extra: String::new(),
             supervise: None,
         }
     }
@@ -66,6 +69,12 @@ pub struct ClusterSpec {
     pub event_script: Option<PathBuf>,
     /// Keep the work directory after teardown (for debugging); its path is printed.
     pub keep: bool,
+    /// Run each node's ctdbd, event scripts and Ganesha from this Debian root (built by
+    /// scripts/chroots.sh, see crate::chroot) instead of this machine's packages.
+    pub root: Option<PathBuf>,
+    /// Directories the daemons must see at their own paths inside `root` besides the
+    /// cluster's (the build directory holding ganesha-ctdb and the library).
+    pub shared: Vec<PathBuf>,
 }
 
 impl ClusterSpec {
@@ -77,6 +86,8 @@ impl ClusterSpec {
             ganesha_ctdb_bin: None,
             event_script: None,
             keep: std::env::var_os("TESTBED_KEEP").is_some(),
+            root: None,
+            shared: Vec::new(),
         }
     }
 }
@@ -90,6 +101,9 @@ pub struct Node {
     ctdbd: Option<Child>,
     dbus: Option<Child>,
     ganesha: Option<Child>,
+    /// The Debian root the node's daemons run from and the paths shared into it.
+    root: Option<PathBuf>,
+    shared: Vec<PathBuf>,
 }
 
 impl Node {
@@ -115,11 +129,25 @@ impl Node {
     /// Runs the `ctdb` tool against this node's daemon (from the host, as an operator would
     /// with CTDB_SOCKET).
     pub fn ctdb(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("ctdb")
-            .args(args)
-            .env("CTDB_SOCKET", self.socket())
-            .output()
-            .map_err(|e| format!("ctdb {args:?}: {e}"))?;
+        let out = match &self.root {
+            None => Command::new("ctdb")
+                .args(args)
+                .env("CTDB_SOCKET", self.socket())
+                .output(),
+            // A newer tool only honours CTDB_SOCKET in CTDB's test mode: run the root's
+            // own tool where the node's /run is /run, as on a real node.
+            Some(_) => {
+                let words: Vec<String> = std::iter::once("ctdb")
+                    .chain(args.iter().copied())
+                    .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+                    .collect();
+                Command::new("unshare")
+                    .args(["--mount", "sh", "-c"])
+                    .arg(self.in_view(&words.join(" ")).unwrap_or_default())
+                    .output()
+            }
+        }
+        .map_err(|e| format!("ctdb {args:?}: {e}"))?;
         if !out.status.success() {
             return Err(format!(
                 "ctdb {args:?} on {}: {}{}",
@@ -129,6 +157,20 @@ impl Node {
             ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A shell snippet running `cmd` (shell words) in this node's Debian root with its
+    /// /run as /run and the shared paths at their own; None for a node of this machine.
+    pub fn in_view(&self, cmd: &str) -> Option<String> {
+        let root = self.root.as_ref()?;
+        let shared: Vec<&Path> = self.shared.iter().map(PathBuf::as_path).collect();
+        let runroot = self.base.join("runroot");
+        Some(crate::chroot::wrap_binds(
+            root,
+            &shared,
+            &[(runroot.as_path(), Path::new("/run"))],
+            cmd,
+        ))
     }
 
     pub fn ctdbd_pid(&self) -> Option<i32> {
@@ -362,7 +404,11 @@ impl Cluster {
                 "debug_locks.sh",
                 "script.options",
             ] {
-                let src = Path::new("/etc/ctdb").join(f);
+                let etc_ctdb = match &self.spec.root {
+                    Some(r) => r.join("etc/ctdb"),
+                    None => PathBuf::from("/etc/ctdb"),
+                };
+                let src = etc_ctdb.join(f);
                 if src.exists() {
                     fs::copy(&src, etc.join(f))
                         .map_err(|e| format!("copy {}: {e}", src.display()))?;
@@ -391,6 +437,10 @@ impl Cluster {
                 ctdbd: None,
                 dbus: None,
                 ganesha: None,
+                root: self.spec.root.clone(),
+                shared: std::iter::once(self.dir.clone())
+                    .chain(self.spec.shared.iter().cloned())
+                    .collect(),
             });
         }
         Ok(())
@@ -421,12 +471,38 @@ impl Cluster {
             .open(n.base.join("log.ctdb"))
             .map_err(|e| format!("log: {e}"))?;
         let view = r#"mount --make-rslave / 2>/dev/null
-mount --bind "$1/etc" /etc/ctdb && mount --bind "$1/var" /var/lib/ctdb && mount --bind "$1/runroot" /run || exit 97
-exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
+mount --bind "$1/etc" "$3/etc/ctdb" && mount --bind "$1/var" "$3/var/lib/ctdb" && mount --bind "$1/runroot" "$3/run" || exit 97
+exec unshare --uts -- $4 sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
+        // In a Debian root: its /proc, /sys and /dev, the cluster's files and the build
+        // directory at their own paths, and ctdbd (and its event scripts) chrooted there.
+        let (prefix, enter) = match &self.spec.root {
+            None => (String::new(), String::new()),
+            Some(r) => {
+                let shared: Vec<&Path> = std::iter::once(self.dir.as_path())
+                    .chain(self.spec.shared.iter().map(PathBuf::as_path))
+                    .collect();
+                let setup = crate::chroot::wrap(r, &shared, ":");
+                // wrap() ends in `exec chroot <root> :`: keep its mounts, enter later.
+                let mounts = setup
+                    .rsplit_once("exec chroot")
+                    .map(|(m, _)| m.to_string())
+                    .unwrap_or_default();
+                (mounts, format!("chroot {}", r.display()))
+            }
+        };
+        let root = self
+            .spec
+            .root
+            .as_ref()
+            .map(|r| r.display().to_string())
+            .unwrap_or_default();
+        let script = format!("{prefix}{view}");
         let child = Command::new("ip")
-            .args(["netns", "exec", &n.ns, "sh", "-c", view, "sh"])
+            .args(["netns", "exec", &n.ns, "sh", "-c", &script, "sh"])
             .arg(&n.base)
             .arg(&n.name)
+            .arg(&root)
+            .arg(&enter)
             .env_clear()
             .envs(env)
             .stdin(Stdio::null())
@@ -605,11 +681,12 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
             )
         } else {
             (
-                "NFS_CORE_PARAM { Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }",
+                "NFS_CORE_PARAM { Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; $EXTRA }",
                 "4",
                 "TCP",
             )
         };
+        let core = core.replace("$EXTRA", &g.core_extra);
         let backend = match g.recovery_backend.as_str() {
             "fs" => format!("RecoveryBackend = fs; RecoveryRoot = {b}/recov;"),
             other => format!("RecoveryBackend = {other};"),
@@ -644,12 +721,24 @@ exec unshare --uts -- sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
             );
         }
         let mut cmd = Command::new("ip");
-        match &g.nlm_callout {
-            None => {
+        match (&g.nlm_callout, &self.spec.root) {
+            (None, None) => {
                 cmd.args(["netns", "exec", &n.ns, "sh", "-c"])
                     .arg(&ganesha_args);
             }
-            Some(callout) => {
+            (None, Some(_)) => {
+                // The command goes into a script: it holds quotes of its own.
+                let script = n.base.join("run-ganesha.sh");
+                write(&script, &format!("{ganesha_args}\n"))?;
+                let view = n
+                    .in_view(&format!("/bin/sh '{}'", script.display()))
+                    .ok_or("node without a root")?;
+                cmd.args(["netns", "exec", &n.ns, "sh", "-c"]).arg(view);
+            }
+            (Some(_), Some(_)) => {
+                return Err("NLM in a Debian root is not supported by the testbed".into())
+            }
+            (Some(callout), None) => {
                 // rpcbind and statd need /run of their own: a private mount namespace.
                 mkdir(&n.base.join("statd/sm"))?;
                 mkdir(&n.base.join("statd/sm.bak"))?;

@@ -13,10 +13,14 @@
 //!   every client.
 //! - `takeip <iface> <ip> <mask>`: "5:<ip>" (the IP's recorded clients may reclaim).
 //! - `ipreallocated`: "3:ipreallocated" if Ganesha is in grace (the takeover run is over).
-//! - `startipreallocate` (CTDB 4.22, every node before a takeover run): nothing. A crash
-//!   already brought `startrecovery`, and a planned move holds in `releaseip` before
-//!   anything is released; holding here too would put the cluster in grace for every
-//!   takeover run, also those that move no IP.
+//! - `startipreallocate` (CTDB 4.21+, on every node before any IP of a takeover run is
+//!   released or taken): "3:hold", as `startrecovery`. CTDB releases nothing until every
+//!   node returned, so every node enforces grace before the first `releaseip` (CTDB 4.17
+//!   has no such barrier: `releaseip` waits until every live node enforces). The price is a
+//!   short cluster grace for every takeover run, also one that moves no IP: on Ganesha
+//!   6.5 it lifts a second or two after `ipreallocated`; on a Ganesha whose refused lift
+//!   ends reclaims (4.3) at Grace_Period (Debian pairs 4.3 with CTDB 4.17, which never
+//!   sends this event).
 //! - `monitor`: fails once Ganesha has not been running at two monitor runs in a row, so
 //!   that CTDB moves the node's IPs to nodes that serve NFS; a quick restart (systemd's)
 //!   keeps them. When Ganesha is gone the node's exit marker holds the cluster in grace
@@ -84,9 +88,9 @@ pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String
             .map_err(|e| format!("event {name}: {ip:?} is not an IP address ({e})"))
     };
     match name {
-        // The databases are frozen until this event returns: no marker can be written now
-        // (ExecStopPost or monitor wrote it when Ganesha stopped).
-        "startrecovery" => match tell_ganesha(name, "3:hold") {
+        // In startrecovery the databases are frozen until the event returns: no marker can
+        // be written now (ExecStopPost or monitor wrote it when Ganesha stopped).
+        "startrecovery" | "startipreallocate" => match tell_ganesha(name, "3:hold") {
             Reach::Answered | Reach::NotRunning => {}
             Reach::Hung(e) => return Err(e),
         },

@@ -194,3 +194,72 @@ fn an_nlm_client_is_notified_from_the_moved_ip_and_reclaims_its_lock_there() {
     assert_eq!(two.lock(&theirs, false, 1).unwrap(), NlmStat::Granted);
     eprintln!("NLM client notified from {x} and reclaimed on node {t_pnn}");
 }
+
+/// Debian 13's ctdb 4.22 (whose tool knows only the default socket, as on a real node):
+/// the shipped statd callout, run on the node holding X as rpc.statd runs it, records a
+/// client against the IPs that node holds; the node dies; the taker's Ganesha 6.5 sends
+/// SM_NOTIFY from X to that client's rpc.statd. (Ganesha's NLM itself is not run in the
+/// Debian 13 root; the NLM lock path is the same code as above.)
+#[test]
+#[serial]
+fn on_debian_13_the_statd_callout_records_and_the_taker_notifies_from_the_moved_ip() {
+    let mut c = common::ClusterOpts {
+        grace_period: 20,
+        debian: Some("trixie"),
+        ..common::ClusterOpts::default()
+    }
+    .up();
+    let statd = client_statd(&c);
+    let x = c.public_ips[0];
+    let a_pnn = c.holder(x, 0).unwrap().unwrap();
+    let a = c.node_by_pnn(a_pnn).unwrap();
+    let survivor = (0..3).find(|i| *i != a).unwrap();
+    // The callout as rpc.statd runs it: a copy inside the cluster directory, which the
+    // Debian root sees at the same path.
+    let callout = c.dir.join("statd-callout");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/ganesha-conf/statd-callout"),
+        &callout,
+    )
+    .unwrap();
+    let bin = common::target_dir().join("ganesha-ctdb");
+    let cmd = format!(
+        "env GANESHA_CTDB='{}' /bin/sh '{}' add-client 10.77.1.254 {}",
+        bin.display(),
+        callout.display(),
+        c.nodes[a].name
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &c.nodes[a].ns, "sh", "-c"])
+        .arg(c.nodes[a].in_view(&cmd).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "statd callout on Debian 13: {out:?}");
+    let key = statd::statd_key(&ServerIp::Ip(x.into()), "10.77.1.254");
+    assert!(
+        store_on(&c, survivor, "ganesha_recovery.tdb")
+            .get(&key)
+            .unwrap()
+            .is_some(),
+        "{key} not recorded by the callout through ctdb 4.22:\n{}",
+        c.logs()
+    );
+
+    c.kill_node(a);
+    c.wait_ip_moved(x, a_pnn, survivor, Duration::from_secs(40))
+        .unwrap();
+    let want = format!("Received SM_NOTIFY from {x}");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !std::fs::read_to_string(&statd.log)
+        .unwrap_or_default()
+        .contains(&want)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "client statd never got {want:?}:\n{}\n{}",
+            std::fs::read_to_string(&statd.log).unwrap_or_default(),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -329,6 +329,20 @@ fn planned_move(kind: Planned, stock: bool, debian: Option<&'static str>) -> boo
         "client 2 was granted {granted:?} during the move:\n{}",
         c.logs()
     );
+    if debian.is_some() && kind != Planned::MoveIp {
+        // CTDB 4.21+ takeover runs: every node entered grace in startipreallocate, before
+        // any release (`ctdb moveip` releases and takes without a takeover run).
+        for n in &c.nodes {
+            let log = n.ctdb_log();
+            let held = log.find("startipreallocate: grace \"3:hold\": Ganesha");
+            let released = log.find("releaseip: grace");
+            assert!(
+                held.is_some() && released.map_or(true, |r| held < Some(r)),
+                "{} did not hold in startipreallocate before releasing:\n{log}",
+                n.name
+            );
+        }
+    }
     for ip in &moving {
         wait_log(
             &c,
@@ -432,6 +446,14 @@ fn with_the_stock_fs_backend_a_planned_move_lets_a_second_client_take_client_1s_
 #[serial]
 fn on_debian_13_a_planned_move_releases_exactly_the_moved_ips_clients() {
     assert!(!planned_move(Planned::MoveIp, false, Some("trixie")));
+}
+
+/// `ctdb disable` on Debian 13: CTDB 4.22's takeover run starts with startipreallocate on
+/// every node, where each enters grace before anything is released.
+#[test]
+#[serial]
+fn on_debian_13_ctdb_disable_holds_every_node_in_startipreallocate_then_releases() {
+    assert!(!planned_move(Planned::Disable, false, Some("trixie")));
 }
 
 /// ganesha.nfsd on A (holding X) is SIGKILLed alone; ctdbd lives on. Supervised as

@@ -40,7 +40,10 @@ done
 
 mkdir -p "$stage/DEBIAN"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
-sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
+# The newest glibc symbol version the binaries use (what dpkg-shlibdeps would compute).
+glibc=$(objdump -T "$lib/libganesha_ctdb_recov.so" "$stage/usr/sbin/ganesha-ctdb" |
+	grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
+sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" -e "s/@GLIBC@/$glibc/" \
 	packaging/debian/control >"$stage/DEBIAN/control"
 install -m 0755 packaging/debian/postinst packaging/debian/postrm "$stage/DEBIAN/"
 (cd "$stage" && find usr -type f -print0 | sort -z | xargs -0 md5sum) >"$stage/DEBIAN/md5sums"

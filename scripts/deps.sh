@@ -15,6 +15,7 @@ packages=(
   rpcbind nfs-common            # real rpcbind and rpc.statd for the NSM tests
   man-db binutils               # the package test: man ganesha-ctdb; strip for the .deb
   libnfs-utils                  # nfs-cat: an independent NFSv4.0 client in the e2e tests
+  debootstrap                   # scripts/chroots.sh: Debian 13 and sid roots for the version matrix
 )
 
 missing=()

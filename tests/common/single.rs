@@ -48,6 +48,20 @@ impl Release {
             "sid" => ("15.2 (Debian sid)", (15, 2)),
             other => panic!("no Ganesha release known for {other}"),
         };
+        // sid moves: say so plainly when its Ganesha is no longer the one measured.
+        let lib = std::fs::canonicalize(root.join("usr/lib/ganesha/libganesha_nfsd.so"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let found = ganesha_ctdb_recov::ganesha::symbols::version_from_library(&lib);
+        assert_eq!(
+            found,
+            Some(version),
+            "{suite}'s root has {lib:?}, not Ganesha {}.{}: this matrix cell was measured \
+             for that version; a newer one needs its ABI measured and added \
+             (docs/architecture.md, \"Ganesha versions\") before the library will load in it",
+            version.0,
+            version.1
+        );
         Release {
             name,
             root: Some(root),

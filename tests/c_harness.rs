@@ -1,14 +1,16 @@
-//! The C harness (tests/c): builds a fake libganesha_nfsd.so.4.3 (and .4.1) with `make`, then
-//! runs harness executables linked to it that dlopen() this crate's cdylib exactly as
-//! ganesha.nfsd does and drive every recovery hook with client objects at Ganesha 4.3's
-//! offsets. Run plainly, and under valgrind (which must be installed: scripts/deps.sh).
+//! The C harness (tests/c): builds fake libganesha_nfsd.so.4.3, .4.1 and .15.2 with `make`,
+//! then runs harness executables linked to them that dlopen() this crate's cdylib exactly as
+//! ganesha.nfsd does and drive every recovery hook with client objects at that version's
+//! offsets: 4.3's 13-hook table (harness.c), 15.2's 14-hook generation with Ganesha's
+//! exported entry and tag functions (harness15.c), and 4.1, which must be refused. Run
+//! plainly, and under valgrind (which must be installed: scripts/deps.sh).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The harness executables: one per fake Ganesha version (4.1 must be refused).
-const HARNESSES: [&str; 2] = ["harness-4.3", "harness-4.1"];
+const HARNESSES: [&str; 3] = ["harness-4.3", "harness-4.1", "harness-15.2"];
 
 fn c_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

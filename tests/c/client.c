@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "client.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,21 @@ static void *new_record(const struct client_spec *spec)
 
 	if (copy > spec->owner_alloc)
 		copy = spec->owner_alloc;
+#ifdef GSH15
+	if (spec->server != NULL) {
+		struct sockaddr_in v4 = { .sin_family = AF_INET, .sin_port = htons(2049) };
+		struct sockaddr_in6 v6 = { .sin6_family = AF_INET6, .sin6_port = htons(2049) };
+
+		if (inet_pton(AF_INET, spec->server, &v4.sin_addr) == 1)
+			put(record, CR_SERVER_ADDR_OFF, &v4, sizeof(v4));
+		else if (inet_pton(AF_INET6, spec->server, &v6.sin6_addr) == 1)
+			put(record, CR_SERVER_ADDR_OFF, &v6, sizeof(v6));
+		else
+			abort();
+	}
+#else
 	put(record, CR_SERVER_ADDR_OFF, &spec->server_addr, sizeof(uint32_t));
+#endif
 	put(record, CR_CLIENT_VAL_LEN_OFF, &spec->owner_len, sizeof(int));
 	if (copy > 0)
 		put(record, CR_CLIENT_VAL_OFF, spec->owner, copy);

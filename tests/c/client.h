@@ -1,5 +1,6 @@
 /*
- * Ganesha 4.3 client objects built as raw buffers at the measured offsets (gsh43.h), and
+ * Ganesha client objects built as raw buffers at the measured offsets (gsh.h: 4.3's, or
+ * 15.2's with -DGSH15), and
  * what Ganesha would compute from them, written independently of the library under test.
  */
 #ifndef CLIENT_H
@@ -8,12 +9,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "gsh43.h"
+#include "gsh.h"
 
 struct client_spec {
 	uint64_t clientid;
 	uint32_t minorversion;
-	uint32_t server_addr;           /* cr_server_addr, host byte order; 0 for NFSv4.0 */
+	uint32_t server_addr;           /* 4.3: cr_server_addr, host byte order; 0 for v4.0 */
+	const char *server;             /* 15.x: cr_server_addr as a sockaddr (IPv4/IPv6 text) */
 	const char *caller;             /* gsh_client->hostaddr_str; NULL: no gsh_client */
 	bool caller_unterminated;       /* fill hostaddr_str with 128 non-NUL bytes */
 	const unsigned char *owner;
@@ -21,7 +23,7 @@ struct client_spec {
 	size_t owner_alloc;             /* bytes allocated after the record header */
 };
 
-/* calloc'd nfs_client_id_t (1216 bytes) with its client record and gsh_client. */
+/* calloc'd nfs_client_id_t (CID_SIZE bytes) with its client record and gsh_client. */
 nfs_client_id_t *client_new(const struct client_spec *spec);
 
 /* What Ganesha's free_client_id does with the parts we built: frees cid_recov_tag (with

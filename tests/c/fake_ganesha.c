@@ -44,6 +44,10 @@ static const char *component_name(int component, char *buf, size_t size)
 		return "CLIENTID";
 	case COMPONENT_STATE:
 		return "STATE";
+#ifdef GSH15
+	case COMPONENT_RECOVERY:
+		return "RECOVERY";
+#endif
 	default:
 		snprintf(buf, size, "COMPONENT_%d", component);
 		return buf;
@@ -390,6 +394,13 @@ int load_config_from_parse(config_file_t config, struct config_block *conf_blk, 
 	int found = 0;
 
 	(void)unique; /* 4.3 ignores it too: blk_desc.flags & CONFIG_UNIQUE decides */
+#ifdef GSH15
+	/* 15.x reads the block's memory component (88-byte config_block). */
+	if (((struct config_block_v15 *)conf_blk)->mem_comp != MEM_COMP_CONFIG)
+		DisplayLogComponentLevel(COMPONENT_CONFIG, __FILE__, __LINE__, __func__, NIV_WARN,
+					 "Config block %s has no mem_comp set, defaulting to "
+					 "MEM_COMP_CONFIG", blkname);
+#endif
 	if (tree == NULL) {
 		proc_error(NULL, 0, err_type, "Missing parse tree root for (%s)", blkname);
 		err_type->missing = true;
@@ -438,6 +449,123 @@ int load_config_from_parse(config_file_t config, struct config_block *conf_blk, 
 	return found;
 }
 
+#ifdef GSH15
+/* ---- 15.x exports ------------------------------------------------------------------ */
+
+static clid_entry_t *(*sink_clid)(char *, bool);
+static rdel_fh_t *(*sink_rfh)(clid_entry_t *, char *);
+static bool skip_ip;
+static const void *last_tag;
+static size_t tags_made;
+static const void **accounted;
+static size_t n_accounted;
+
+void fake15_set_sinks(clid_entry_t *(*add_clid)(char *, bool),
+		      rdel_fh_t *(*add_rfh)(clid_entry_t *, char *))
+{
+	sink_clid = add_clid;
+	sink_rfh = add_rfh;
+}
+
+void fake15_set_skip_ip(bool skip)
+{
+	skip_ip = skip;
+}
+
+const void *fake15_last_tag(void)
+{
+	return last_tag;
+}
+
+size_t fake15_tags_made(void)
+{
+	return tags_made;
+}
+
+size_t fake15_frees_accounted(void)
+{
+	return n_accounted;
+}
+
+bool fake15_free_accounted(const void *p)
+{
+	for (size_t i = 0; i < n_accounted; i++)
+		if (accounted[i] == p)
+			return true;
+	return false;
+}
+
+clid_entry_t *nfs4_add_clid_entry(char *cl_name, bool reclaim_complete)
+{
+	if (sink_clid == NULL)
+		abort();
+	return sink_clid(cl_name, reclaim_complete);
+}
+
+rdel_fh_t *nfs4_add_rfh_entry(clid_entry_t *clid_ent, char *rfh_name)
+{
+	if (sink_rfh == NULL)
+		abort();
+	return sink_rfh(clid_ent, rfh_name);
+}
+
+static const void *field_ptr(const void *base, size_t off)
+{
+	const void *p;
+
+	memcpy(&p, (const char *)base + off, sizeof(p));
+	return p;
+}
+
+/* "<client address>-(<len>:<owner in hex>)", or without the address (RecoverySkipIp).
+ * Ganesha renders printable owners as they are; the library must not care which. */
+char *nfs4_create_clid_name(nfs_client_id_t *clientid, size_t *len)
+{
+	const char *record = field_ptr(clientid, CID_CLIENT_RECORD_OFF);
+	const char *gsh = field_ptr(clientid, CID_GSH_CLIENT_OFF);
+	const unsigned char *owner = (const unsigned char *)record + CR_CLIENT_VAL_OFF;
+	int owner_len;
+	char *hex, *tag = NULL;
+
+	memcpy(&owner_len, record + CR_CLIENT_VAL_LEN_OFF, sizeof(owner_len));
+	if (owner_len < 0 || owner_len > 1024)
+		return NULL;
+	hex = malloc(2 * (size_t)owner_len + 1);
+	if (hex == NULL)
+		abort();
+	for (int i = 0; i < owner_len; i++)
+		sprintf(hex + 2 * i, "%02x", owner[i]);
+	hex[2 * owner_len] = '\0';
+	if (asprintf(&tag, "%s%s(%d:%s)",
+		     skip_ip ? "" : (gsh != NULL ? gsh + GSH_CLIENT_HOSTADDR_STR_OFF : "(unknown)"),
+		     skip_ip ? "" : "-", 2 * owner_len, hex) < 0)
+		abort();
+	free(hex);
+	if (len != NULL)
+		*len = strlen(tag);
+	last_tag = tag;
+	tags_made++;
+	return tag;
+}
+
+void gsh_mem_stats_update_free(void *p, int component, const char *file, int line,
+			       const char *function)
+{
+	const void **bigger;
+
+	(void)file;
+	(void)line;
+	(void)function;
+	if (component != MEM_COMP_RECOVERY)
+		return;
+	bigger = realloc(accounted, (n_accounted + 1) * sizeof(*accounted));
+	if (bigger == NULL)
+		abort();
+	accounted = bigger;
+	accounted[n_accounted++] = p;
+}
+#endif
+
 void fake_shutdown(void)
 {
 	pthread_mutex_lock(&log_lock);
@@ -450,4 +578,9 @@ void fake_shutdown(void)
 	free(abandoned);
 	abandoned = NULL;
 	n_abandoned = 0;
+#ifdef GSH15
+	free(accounted);
+	accounted = NULL;
+	n_accounted = 0;
+#endif
 }

@@ -7,7 +7,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
-#include "gsh43.h"
+#include "gsh.h"
 
 /* ---- Ganesha's exports ------------------------------------------------------------- */
 
@@ -52,5 +52,22 @@ size_t fake_log_count_level(size_t mark, int level);
 
 /* Releases everything the fake holds (the log, strings Ganesha 4.3 would abandon). */
 void fake_shutdown(void);
+
+#ifdef GSH15
+/* 15.x: where Ganesha's exported nfs4_add_clid_entry/nfs4_add_rfh_entry put what a
+ * backend hands back (the harness's lists). */
+void fake15_set_sinks(clid_entry_t *(*add_clid)(char *, bool),
+		      rdel_fh_t *(*add_rfh)(clid_entry_t *, char *));
+/* NFSV4 { RecoverySkipIp }: nfs4_create_clid_name leaves the client address out. */
+void fake15_set_skip_ip(bool skip);
+/* The last tag nfs4_create_clid_name handed out (compared as a pointer, never read after
+ * it may have been freed). */
+const void *fake15_last_tag(void);
+/* Whether gsh_mem_stats_update_free was called for p, and with MEM_COMP_RECOVERY. */
+bool fake15_free_accounted(const void *p);
+/* How many tags nfs4_create_clid_name made, and how many frees were accounted. */
+size_t fake15_tags_made(void);
+size_t fake15_frees_accounted(void);
+#endif
 
 #endif

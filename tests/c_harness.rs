@@ -1,7 +1,7 @@
-//! The C harness (tests/c): builds fake libganesha_nfsd.so.4.3, .4.1 and .15.2 with `make`,
+//! The C harness (tests/c): builds fake libganesha_nfsd.so.4.3, .6.5, .4.1 and .15.2 with `make`,
 //! then runs harness executables linked to them that dlopen() this crate's cdylib exactly as
 //! ganesha.nfsd does and drive every recovery hook with client objects at that version's
-//! offsets: 4.3's 13-hook table (harness.c), 15.2's 14-hook generation with Ganesha's
+//! offsets: the 13-hook table with 4.3's and 6.5's client layouts (harness.c), 15.2's 14-hook generation with Ganesha's
 //! exported entry and tag functions (harness15.c), and 4.1, which must be refused. Run
 //! plainly, and under valgrind (which must be installed: scripts/deps.sh).
 
@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The harness executables: one per fake Ganesha version (4.1 must be refused).
-const HARNESSES: [&str; 3] = ["harness-4.3", "harness-4.1", "harness-15.2"];
+const HARNESSES: [&str; 4] = ["harness-4.3", "harness-6.5", "harness-4.1", "harness-15.2"];
 
 fn c_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

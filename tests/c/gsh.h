@@ -1,9 +1,11 @@
-/* The Ganesha generation the harness is built for: 4.3's (gsh43.h) or, with -DGSH15,
- * 15.2's (gsh152.h, which redefines what moved). */
+/* The Ganesha the harness is built for: 4.3's declarations (gsh43.h), 6.5's with -DGSH65
+ * (gsh65.h) or 15.2's with -DGSH15 (gsh152.h); the latter two redefine what moved. */
 #ifndef GSH_H
 #define GSH_H
-#ifdef GSH15
+#if defined(GSH15)
 #include "gsh152.h"
+#elif defined(GSH65)
+#include "gsh65.h"
 #else
 #include "gsh43.h"
 #endif

@@ -11,7 +11,8 @@
  * Like ganesha.nfsd, the harness dlclose()s the library after recovery_shutdown. Under
  * valgrind pass --no-dlclose: unmapping the library makes the blocks its process-lifetime
  * statics hold "definitely lost", while mapped they are (correctly) "still reachable".
- * harness-4.3 runs scenarios a-h, harness-4.1 (a Ganesha the library does not know) i.
+ * harness-4.3 and harness-6.5 (6.x's client layout, same table) run scenarios a-h,
+ * harness-4.1 (a Ganesha the library does not know) i.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -641,7 +642,7 @@ int main(int argc, char **argv)
 	open_library(&h, argv[1], argv[2]);
 	printf("harness: fake libganesha_nfsd.so.%s, library %s, store %s\n", GANESHA_VERSION,
 	       argv[1], h.store);
-	if (strcmp(GANESHA_VERSION, "4.3") == 0)
+	if (strcmp(GANESHA_VERSION, "4.3") == 0 || strcmp(GANESHA_VERSION, "6.5") == 0)
 		run_known_version(&h);
 	else
 		scenario_unknown_version(&h);

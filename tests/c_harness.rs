@@ -1,9 +1,10 @@
-//! The C harness (tests/c): builds fake libganesha_nfsd.so.4.3, .6.5, .4.1 and .15.2 with `make`,
-//! then runs harness executables linked to them that dlopen() this crate's cdylib exactly as
-//! ganesha.nfsd does and drive every recovery hook with client objects at that version's
-//! offsets: the 13-hook table with 4.3's and 6.5's client layouts (harness.c), 15.2's 14-hook generation with Ganesha's
-//! exported entry and tag functions (harness15.c), and 4.1, which must be refused. Run
-//! plainly, and under valgrind (which must be installed: scripts/deps.sh).
+//! The C harness (tests/c): builds fake libganesha_nfsd.so.4.3, .6.5, .4.1 and .15.2 with
+//! `make`, then runs harness executables linked to them that dlopen() this crate's cdylib
+//! exactly as ganesha.nfsd does and drive every recovery hook with client objects at that
+//! version's offsets: the 13-hook table with 4.3's and 6.5's client layouts (harness.c),
+//! 15.2's 14-hook generation with Ganesha's exported entry and tag functions
+//! (harness15.c), and 4.1, which must be refused. Run plainly, and under valgrind (which
+//! must be installed: scripts/deps.sh).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -415,6 +415,90 @@ impl CtdbApi for CtdbTool {
     }
 }
 
+/// A ctdbd double for unit tests: a node map, the public IPs with their holders, and
+/// databases that accept everything and hold nothing (the stores under test are in memory).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    pub(crate) struct FakeCtdb {
+        /// This node's PNN.
+        pub me: u32,
+        /// The live PNNs it reports; None: ctdbd does not answer.
+        pub live: Mutex<Option<Vec<u32>>>,
+        /// Public IPs and the PNN holding each.
+        pub ips: Mutex<Vec<(&'static str, Option<u32>)>>,
+        /// How many times the public IPs were asked for.
+        pub ip_calls: AtomicUsize,
+    }
+
+    impl FakeCtdb {
+        pub(crate) fn new(
+            me: u32,
+            live: Option<Vec<u32>>,
+            ips: &[(&'static str, Option<u32>)],
+        ) -> FakeCtdb {
+            FakeCtdb {
+                me,
+                live: Mutex::new(live),
+                ips: Mutex::new(ips.to_vec()),
+                ip_calls: AtomicUsize::new(0),
+            }
+        }
+
+        pub(crate) fn ip_calls(&self) -> usize {
+            self.ip_calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl CtdbApi for FakeCtdb {
+        fn nodes(&self) -> Result<Vec<NodeInfo>> {
+            let live = self.live.lock().unwrap().clone();
+            let live = live.ok_or_else(|| CtdbError("timed out".into()))?;
+            Ok(live
+                .into_iter()
+                .map(|pnn| NodeInfo {
+                    pnn,
+                    address: String::new(),
+                    live: true,
+                    this_node: pnn == self.me,
+                    flags: String::new(),
+                })
+                .collect())
+        }
+        fn public_ips(&self) -> Result<Vec<PublicIp>> {
+            self.ip_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(self
+                .ips
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(ip, holder)| PublicIp {
+                    ip: ip.parse().unwrap(),
+                    holder: *holder,
+                })
+                .collect())
+        }
+        fn attach_persistent(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        fn transaction(&self, _: &str, _: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+            Ok(())
+        }
+        fn fetch(&self, _: &str, _: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn traverse(&self, _: &str) -> Result<Traverse> {
+            Ok(Traverse::default())
+        }
+        fn describe(&self) -> String {
+            "fake ctdbd".into()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,62 +162,15 @@ pub fn end_stopped_hold(store: &dyn Store, ctdb: &dyn CtdbApi) -> Result<Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctdb::{NodeInfo, PublicIp, Traverse};
+    use crate::ctdb::testing::FakeCtdb;
     use crate::grace::NodeGrace;
     use crate::store::memory::MemoryStore;
-    use std::sync::Mutex;
-
-    /// Node 1 of a 2-node cluster; which public IPs it holds is set by the test.
-    struct Ctdb(Mutex<Vec<&'static str>>);
-    impl CtdbApi for Ctdb {
-        fn nodes(&self) -> crate::ctdb::Result<Vec<NodeInfo>> {
-            Ok((0..2)
-                .map(|pnn| NodeInfo {
-                    pnn,
-                    address: String::new(),
-                    live: true,
-                    this_node: pnn == 1,
-                    flags: String::new(),
-                })
-                .collect())
-        }
-        fn public_ips(&self) -> crate::ctdb::Result<Vec<PublicIp>> {
-            Ok(self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|ip| PublicIp {
-                    ip: ip.parse().unwrap(),
-                    holder: Some(1),
-                })
-                .collect())
-        }
-        fn attach_persistent(&self, _: &str) -> crate::ctdb::Result<()> {
-            Ok(())
-        }
-        fn transaction(
-            &self,
-            _: &str,
-            _: &[(Vec<u8>, Option<Vec<u8>>)],
-        ) -> crate::ctdb::Result<()> {
-            Ok(())
-        }
-        fn fetch(&self, _: &str, _: &[u8]) -> crate::ctdb::Result<Option<Vec<u8>>> {
-            Ok(None)
-        }
-        fn traverse(&self, _: &str) -> crate::ctdb::Result<Traverse> {
-            Ok(Traverse::default())
-        }
-        fn describe(&self) -> String {
-            "fake".into()
-        }
-    }
 
     #[test]
     fn the_exit_marker_holds_until_the_node_has_no_public_ip() {
         let store = MemoryStore::new();
-        let ctdb = Ctdb(Mutex::new(vec!["10.0.0.2"]));
+        // Node 1 of a 2-node cluster, holding one public IP.
+        let ctdb = FakeCtdb::new(1, Some(vec![0, 1]), &[("10.0.0.2", Some(1))]);
         // Node 0 is in a grace period (epoch 4); node 1's last record is out of grace.
         let g = |epoch, need_grace, enforcing| GraceRecord {
             epoch,
@@ -242,7 +195,7 @@ mod tests {
             None,
             "still holds 10.0.0.2"
         );
-        ctdb.0.lock().unwrap().clear();
+        ctdb.ips.lock().unwrap().clear();
         assert!(end_stopped_hold(&store, &ctdb).unwrap().is_some());
         let mine = GraceRecord::decode(&store.get("grace@1").unwrap().unwrap()).unwrap();
         assert!(!mine.cluster.need_grace && mine.cluster.enforcing);

@@ -532,10 +532,12 @@ mod tests {
 
     /// Another client (here 127.0.0.3, itself being notified) answers the GETPORTs it can
     /// guess with "port 0" for every xid near its own: the victim is still notified, and the
-    /// forged replies are counted as ignored.
+    /// forged replies are counted as ignored. The victim's statd loses its first datagram,
+    /// so its request is still open (retransmitted after 0.5 s) when the forgeries arrive;
+    /// answered at once, the run could end before they do.
     #[test]
     fn a_hostile_peer_cannot_answer_for_another_client() {
-        let (port, _rx) = responder(true, 0);
+        let (port, _rx) = responder(true, 1);
         let hostile = UdpSocket::bind(("127.0.0.3", port)).unwrap();
         hostile
             .set_read_timeout(Some(Duration::from_secs(3)))

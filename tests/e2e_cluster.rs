@@ -12,11 +12,10 @@
 
 mod common;
 
-use common::{client, owners, refused, store_on, wait_log};
+use common::{client, filed_under, owners, refused, store_on, v4_keys, wait_log};
 use ganesha_ctdb_recov::store::Store;
 use nfs4_client::{LockType, NfsStat};
 use serial_test::serial;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 use testbed::{Cluster, ClusterSpec};
@@ -135,20 +134,8 @@ fn takeover_scenario(kill: bool) {
     let mut fy = cy.open("export/y41.txt").unwrap();
     cy.lock(&mut fy, LockType::Write, 0, 100, false).unwrap();
 
-    let store = store_on(&c, survivor, "ganesha_recovery.tdb");
-    let keys: Vec<String> = store
-        .scan("v4@")
-        .unwrap()
-        .entries
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    // Owners with '/' or '.' are hex in the tag (Ganesha's own format), so count by IP.
-    let under = |ip: Ipv4Addr| {
-        keys.iter()
-            .filter(|k| k.starts_with(&format!("v4@{ip}@")))
-            .count()
-    };
+    let keys = v4_keys(&c, survivor);
+    let under = |ip| filed_under(&keys, ip);
     assert_eq!(
         (under(x), under(y), keys.len()),
         (2, 1, 3),

@@ -291,12 +291,7 @@ fn grace_lift(debian: Option<&'static str>) {
     .up();
     let x = c.public_ips[0];
     let a = c.node_by_pnn(c.holder(x, 0).unwrap().unwrap()).unwrap();
-    let mut one = client(&c, x, 1, &owners::linux_v41(1, "early"));
-    one.establish().unwrap();
-    one.reclaim_complete().unwrap();
-    let f = one.open("export/f41.txt").unwrap();
-    let mut f1 = f.clone();
-    one.lock(&mut f1, LockType::Write, 0, 100, false).unwrap();
+    let (mut one, f) = v41_lock_holder(&c, x, "early");
 
     c.kill_ganesha(a);
     c.start_ganesha(a).unwrap();
@@ -311,23 +306,8 @@ fn grace_lift(debian: Option<&'static str>) {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("every node in grace {:?} after A restarted", t.elapsed());
-    one.disconnect();
-    one.establish().unwrap();
-    let mut r = one.reclaim_open(&f.fh).unwrap();
-    one.lock(&mut r, LockType::Write, 0, 100, true).unwrap();
-    one.reclaim_complete().unwrap();
-    let done = Instant::now();
-    while (0..3).any(|i| in_grace(&c, i)) {
-        assert!(
-            done.elapsed() < Duration::from_secs(20),
-            "grace still up {:?} after the last RECLAIM_COMPLETE:\n{}",
-            done.elapsed(),
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = one.renew();
-    }
-    let lifted = done.elapsed();
+    reclaim_v41(&c, &mut one, &f);
+    let lifted = wait_grace_lifted(&c, &[0, 1, 2], Duration::from_secs(20), &mut one);
     eprintln!("cluster-wide lift {lifted:?} after the last RECLAIM_COMPLETE (Grace_Period {grace_period} s)");
 
     // A restarts again; its client does not come back; A dies for good while it needs grace.
@@ -393,56 +373,28 @@ fn lift_after_crash_reclaim(debian: Option<&'static str>, grace_period: u32) -> 
     let x = c.public_ips[0];
     let a = c.node_by_pnn(c.holder(x, 0).unwrap().unwrap()).unwrap();
     let watch = (0..3).find(|i| *i != a).unwrap();
-    let mut one = client(&c, x, 1, &owners::linux_v41(1, "lone"));
-    one.establish().unwrap();
-    one.reclaim_complete().unwrap();
-    let f = one.open("export/f41.txt").unwrap();
-    let mut f1 = f.clone();
-    one.lock(&mut f1, LockType::Write, 0, 100, false).unwrap();
+    let (mut one, f) = v41_lock_holder(&c, x, "lone");
 
+    let a_pnn = c.nodes[a].pnn;
     c.kill_node(a);
-    let t = Instant::now();
-    while c
-        .holder(x, watch)
-        .ok()
-        .flatten()
-        .map_or(true, |h| h == c.nodes[a].pnn)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(45),
-            "X did not move:\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let taker = c.node_by_pnn(c.holder(x, watch).unwrap().unwrap()).unwrap();
+    let taker = c
+        .wait_ip_moved(x, a_pnn, watch, Duration::from_secs(45))
+        .unwrap_or_else(|e| panic!("{e}:\n{}", c.logs()));
+    let taker = c.node_by_pnn(taker).unwrap();
     wait_log(
         &c,
         taker,
         &format!("takeover of {x}"),
         Duration::from_secs(20),
     );
-    one.disconnect();
-    one.establish().unwrap();
-    let mut r = one
-        .reclaim_open(&f.fh)
-        .unwrap_or_else(|e| panic!("OPEN CLAIM_PREVIOUS on the taker: {e}\n{}", c.logs()));
-    one.lock(&mut r, LockType::Write, 0, 100, true)
-        .unwrap_or_else(|e| panic!("LOCK reclaim on the taker: {e}\n{}", c.logs()));
-    one.reclaim_complete().unwrap();
-    let done = Instant::now();
+    reclaim_v41(&c, &mut one, &f);
     let live: Vec<usize> = (0..3).filter(|i| *i != a).collect();
-    while live.iter().any(|i| in_grace(&c, *i)) {
-        assert!(
-            done.elapsed() < Duration::from_secs(u64::from(grace_period) + 25),
-            "still in grace {:?} after the last RECLAIM_COMPLETE:\n{}",
-            done.elapsed(),
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = one.renew();
-    }
-    let lifted = done.elapsed();
+    let lifted = wait_grace_lifted(
+        &c,
+        &live,
+        Duration::from_secs(u64::from(grace_period) + 25),
+        &mut one,
+    );
     eprintln!(
         "{}: every live node out of grace {lifted:?} after the taker's last RECLAIM_COMPLETE \
          (Grace_Period {grace_period} s)",
@@ -461,4 +413,51 @@ fn on_debian_13_the_cluster_leaves_grace_once_the_takers_clients_reclaimed_after
         "Ganesha 6.5 needs no placeholder: the cluster should leave grace within a few \
          reaper ticks, not at Grace_Period ({lifted:?})"
     );
+}
+
+/// A Linux NFSv4.1 client through `x` (RECLAIM_COMPLETE sent) holding a write lock on
+/// bytes 0-99 of f41.txt; the file as it opened it.
+fn v41_lock_holder(c: &testbed::Cluster, x: std::net::Ipv4Addr, host: &str) -> (Client, OpenFile) {
+    let mut one = client(c, x, 1, &owners::linux_v41(1, host));
+    one.establish().unwrap();
+    one.reclaim_complete().unwrap();
+    let f = one.open("export/f41.txt").unwrap();
+    let mut locked = f.clone();
+    one.lock(&mut locked, LockType::Write, 0, 100, false)
+        .unwrap();
+    (one, f)
+}
+
+/// The client reconnects, reclaims its open and lock of `f`, and sends RECLAIM_COMPLETE.
+fn reclaim_v41(c: &testbed::Cluster, one: &mut Client, f: &OpenFile) {
+    one.disconnect();
+    one.establish().unwrap();
+    let mut r = one
+        .reclaim_open(&f.fh)
+        .unwrap_or_else(|e| panic!("OPEN CLAIM_PREVIOUS: {e}\n{}", c.logs()));
+    one.lock(&mut r, LockType::Write, 0, 100, true)
+        .unwrap_or_else(|e| panic!("LOCK reclaim: {e}\n{}", c.logs()));
+    one.reclaim_complete().unwrap();
+}
+
+/// Waits (at most `limit`) until none of `nodes` is in grace, `one` keeping its lease;
+/// returns how long that took.
+fn wait_grace_lifted(
+    c: &testbed::Cluster,
+    nodes: &[usize],
+    limit: Duration,
+    one: &mut Client,
+) -> Duration {
+    let done = Instant::now();
+    while nodes.iter().any(|i| in_grace(c, *i)) {
+        assert!(
+            done.elapsed() < limit,
+            "still in grace {:?} after the last RECLAIM_COMPLETE:\n{}",
+            done.elapsed(),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = one.renew();
+    }
+    done.elapsed()
 }

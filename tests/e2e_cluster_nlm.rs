@@ -23,6 +23,26 @@ struct ClientStatd {
     log: std::path::PathBuf,
 }
 
+impl ClientStatd {
+    /// Waits (40 s at most) until this statd logged an SM_NOTIFY from `ip`.
+    fn wait_notified_from(&self, ip: Ipv4Addr, c: &Cluster) {
+        let want = format!("Received SM_NOTIFY from {ip}");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(&want)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "client statd never got {want:?}:\n{}\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default(),
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
 impl Drop for ClientStatd {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -138,20 +158,7 @@ fn an_nlm_client_is_notified_from_the_moved_ip_and_reclaims_its_lock_there() {
     let t = c.node_by_pnn(t_pnn).unwrap();
 
     // The client's statd hears from X.
-    let want = format!("Received SM_NOTIFY from {x}");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !std::fs::read_to_string(&statd.log)
-        .unwrap_or_default()
-        .contains(&want)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "client statd never got {want:?}:\n{}\n{}",
-            std::fs::read_to_string(&statd.log).unwrap_or_default(),
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    statd.wait_notified_from(x, &c);
 
     // Another client's conflicting lock through Y is refused during the cluster grace.
     let two = nlm(&c, y, "10.77.1.253");
@@ -223,12 +230,15 @@ fn on_debian_13_the_statd_callout_records_and_the_taker_notifies_from_the_moved_
     )
     .unwrap();
     let bin = common::target_dir().join("ganesha-ctdb");
-    let cmd = format!(
-        "env GANESHA_CTDB='{}' /bin/sh '{}' add-client 10.77.1.254 {}",
-        bin.display(),
-        callout.display(),
-        c.nodes[a].name
-    );
+    let cmd = testbed::chroot::shell_words(&[
+        "env".to_string(),
+        format!("GANESHA_CTDB={}", bin.display()),
+        "/bin/sh".into(),
+        callout.display().to_string(),
+        "add-client".into(),
+        "10.77.1.254".into(),
+        c.nodes[a].name.clone(),
+    ]);
     let out = Command::new("ip")
         .args(["netns", "exec", &c.nodes[a].ns, "sh", "-c"])
         .arg(c.nodes[a].in_view(&cmd).unwrap())
@@ -248,18 +258,5 @@ fn on_debian_13_the_statd_callout_records_and_the_taker_notifies_from_the_moved_
     c.kill_node(a);
     c.wait_ip_moved(x, a_pnn, survivor, Duration::from_secs(40))
         .unwrap();
-    let want = format!("Received SM_NOTIFY from {x}");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !std::fs::read_to_string(&statd.log)
-        .unwrap_or_default()
-        .contains(&want)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "client statd never got {want:?}:\n{}\n{}",
-            std::fs::read_to_string(&statd.log).unwrap_or_default(),
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    statd.wait_notified_from(x, &c);
 }

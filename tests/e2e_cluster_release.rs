@@ -17,8 +17,7 @@
 
 mod common;
 
-use common::{client, in_grace, owners, store_on, wait_log, ClusterOpts};
-use ganesha_ctdb_recov::store::Store;
+use common::{client, filed_under, in_grace, owners, v4_keys, wait_log, ClusterOpts};
 use nfs4_client::{Client, LockType, NfsStat, OpenFile};
 use serial_test::serial;
 use std::net::Ipv4Addr;
@@ -209,19 +208,8 @@ fn planned_move(kind: Planned, stock: bool, debian: Option<&'static str>) -> boo
     }
     if !stock {
         // Every client is filed under the IP it used, the address-less v4.0 ones too.
-        let store = store_on(&c, b, "ganesha_recovery.tdb");
-        let keys: Vec<String> = store
-            .scan("v4@")
-            .unwrap()
-            .entries
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        let under = |ip: Ipv4Addr| {
-            keys.iter()
-                .filter(|k| k.starts_with(&format!("v4@{ip}@")))
-                .count()
-        };
+        let keys = v4_keys(&c, b);
+        let under = |ip| filed_under(&keys, ip);
         assert_eq!((under(x), under(z), under(y)), (3, 2, 1), "{keys:?}");
     }
 

@@ -87,17 +87,7 @@ fn a_real_statd_receives_sm_notify_naming_the_moved_ip_and_the_host_name() {
 
     let bin = env!("CARGO_BIN_EXE_ganesha-ctdb");
     let notify = |expect: u32| {
-        let out = run(Command::new("ip")
-            .args(["netns", "exec", &ns.name, bin, "--dir"])
-            .arg(w.join("store"))
-            .args([
-                "notify",
-                "10.99.0.1",
-                "--name",
-                "nfs.example",
-                "--timeout",
-                "10",
-            ]));
+        let out = run(&mut notify_command(&ns.name, w, 10));
         assert!(
             out.contains("1 client(s) notified, 0 without answer"),
             "{out}\n{}",
@@ -199,18 +189,7 @@ fn a_hostile_client_cannot_keep_another_from_being_notified() {
         }
         forged
     });
-    let bin = env!("CARGO_BIN_EXE_ganesha-ctdb");
-    let out = run(Command::new("ip")
-        .args(["netns", "exec", &ns.name, bin, "--dir"])
-        .arg(w.join("store"))
-        .args([
-            "notify",
-            "10.99.0.1",
-            "--name",
-            "nfs.example",
-            "--timeout",
-            "4",
-        ]));
+    let out = run(&mut notify_command(&ns.name, w, 4));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let forged = hostile.join().unwrap();
     assert!(forged > 0, "the hostile client saw no request");
@@ -268,19 +247,8 @@ fn a_hung_dns_server_delays_no_client_recorded_by_address() {
     ] {
         statd::add_client(&store, std::slice::from_ref(&x), client).unwrap();
     }
-    let bin = env!("CARGO_BIN_EXE_ganesha-ctdb");
     let start = Instant::now();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, bin, "--dir"])
-        .arg(w.join("store"))
-        .args([
-            "notify",
-            "10.99.0.1",
-            "--name",
-            "nfs.example",
-            "--timeout",
-            "3",
-        ])
+    let child = notify_command(&ns.name, w, 3)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -320,4 +288,21 @@ fn a_hung_dns_server_delays_no_client_recorded_by_address() {
         text.contains("in 3.") || text.contains("in 2."),
         "true duration: {text}"
     );
+}
+
+/// `ganesha-ctdb --dir <w>/store notify 10.99.0.1 --name nfs.example --timeout <secs>`,
+/// run inside the client's network namespace `ns`.
+fn notify_command(ns: &str, w: &std::path::Path, secs: u32) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        ns,
+        env!("CARGO_BIN_EXE_ganesha-ctdb"),
+        "--dir",
+    ])
+    .arg(w.join("store"))
+    .args(["notify", "10.99.0.1", "--name", "nfs.example", "--timeout"])
+    .arg(secs.to_string());
+    cmd
 }

@@ -8,24 +8,13 @@
 
 mod common;
 
-use common::owners;
 use common::single::{Release, Server};
+use common::{owners, refused};
 use nfs4_client::{Client, LockType, NfsStat, OpenFile};
 use serial_test::serial;
 use std::time::{Duration, Instant};
 
 const BLOCK: &str = "CTDB_RECOVERY { Store = dir; Dir = $STORE; Node_Id = versions; }";
-
-fn refused<T: std::fmt::Debug>(
-    res: Result<T, nfs4_client::Error>,
-    allowed: &[NfsStat],
-    what: &str,
-) {
-    match res {
-        Err(e) if e.status().is_some_and(|s| allowed.contains(&s)) => {}
-        other => panic!("{what}: want one of {allowed:?}, got {other:?}"),
-    }
-}
 
 fn lock(s: &Server, minor: u32, owner: &str, file: &str) -> (Client, OpenFile) {
     let mut c = s.client(minor, owner);

@@ -78,36 +78,37 @@ impl Target {
     /// `words` run on the target, seeing `shared` at their own paths; `ns`: in that
     /// network namespace.
     fn command(&self, words: &[&str], shared: &[&Path], ns: Option<&str>) -> Command {
-        let mut cmd = Command::new(if ns.is_some() { "ip" } else { words[0] });
-        match self {
-            Target::Host => {
-                if let Some(ns) = ns {
-                    cmd.args(["netns", "exec", ns]).args(words);
-                } else {
-                    cmd.args(&words[1..]);
-                }
-            }
+        let argv: Vec<String> = match self {
+            Target::Host => words.iter().map(|w| w.to_string()).collect(),
             Target::Root { merged, .. } => {
-                let quoted: Vec<String> = words
-                    .iter()
-                    .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
-                    .collect();
-                let script = testbed::chroot::wrap(merged, shared, &quoted.join(" "));
-                // The mounts wrap makes need a mount namespace of their own.
-                cmd = match ns {
-                    Some(ns) => {
-                        let mut c = Command::new("ip");
-                        c.args(["netns", "exec", ns, "sh", "-c"]).arg(script);
-                        c
-                    }
-                    None => {
-                        let mut c = Command::new("unshare");
-                        c.args(["-m", "sh", "-c"]).arg(script);
-                        c
-                    }
+                let enter =
+                    testbed::chroot::wrap(merged, shared, &testbed::chroot::shell_words(words));
+                // Its mounts need a mount namespace of their own (`ip netns exec` makes one).
+                let private = if ns.is_some() {
+                    &[][..]
+                } else {
+                    &["unshare", "-m"][..]
                 };
+                private
+                    .iter()
+                    .chain(&["sh", "-c"])
+                    .map(|w| w.to_string())
+                    .chain([enter])
+                    .collect()
             }
-        }
+        };
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).args(&argv);
+                c
+            }
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
         cmd.env("DEBIAN_FRONTEND", "noninteractive");
         cmd
     }

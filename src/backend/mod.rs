@@ -799,90 +799,71 @@ impl Backend {
     /// reclaim_complete (15.x): the client sent RECLAIM_COMPLETE; its record says so from
     /// now on, so that after another restart Ganesha lets it reclaim (RFC 8881 §8.4.3).
     pub fn reclaim_complete(&self, client: &ClientInfo) {
-        let _guard = self.records.read().unwrap_or_else(|e| e.into_inner());
-        for key in self.keys_of(client, false) {
-            let current = match self.pending.kept_put(&key) {
-                Some(v) => Ok(Some(v)),
-                None => self.store.get(&key),
-            };
-            let mut record = match current.map(|v| v.map(|b| ClientRecord::decode(&b))) {
-                Ok(Some(Ok(r))) => r,
-                Ok(_) => ClientRecord {
-                    clientid: client.clientid,
-                    stamp: self.stamp(&self.state()),
-                    revoked: Vec::new(),
-                    reclaim_complete: None,
-                },
-                Err(e) => {
-                    log::error!(
-                        "reclaim_complete {:#x}: {e}; the record still says it did not \
-                         complete its reclaim",
-                        client.clientid
-                    );
-                    continue;
-                }
-            };
-            if record.reclaim_complete == Some(true) {
-                continue;
-            }
-            record.reclaim_complete = Some(true);
-            if let Err(e) = self.durable_put(std::slice::from_ref(&key), &record.encode()) {
-                log::debug!(
-                    "reclaim_complete {:#x}: {e}; kept and retried",
-                    client.clientid
-                );
-            }
-        }
+        self.update_records(client, "reclaim_complete", "RECLAIM_COMPLETE", |r| {
+            let changed = r.reclaim_complete != Some(true);
+            r.reclaim_complete = Some(true);
+            changed
+        });
     }
 
     /// add_revoke_fh: remembers a revoked delegation's file handle in the client's record.
     pub fn add_revoke_fh(&self, client: &ClientInfo, fh: &[u8]) {
         let encoded = crate::records::base64url(fh);
+        self.update_records(client, "add_revoke_fh", "the revoked handle", |r| {
+            let changed = !r.revoked.contains(&encoded);
+            if changed {
+                r.revoked.push(encoded.clone());
+            }
+            changed
+        });
+    }
+
+    /// Applies `change` to each of the client's records (the one kept for a retry if the
+    /// store has not taken it yet) and stores those it changed durably; a missing or
+    /// unreadable record is written afresh. `what` names what the change records, for the
+    /// log.
+    fn update_records(
+        &self,
+        client: &ClientInfo,
+        hook: &str,
+        what: &str,
+        change: impl Fn(&mut ClientRecord) -> bool,
+    ) {
         let _guard = self.records.read().unwrap_or_else(|e| e.into_inner());
         for key in self.keys_of(client, false) {
             let current = match self.pending.kept_put(&key) {
                 Some(v) => Ok(Some(v)),
                 None => self.store.get(&key),
             };
+            let fresh = || ClientRecord {
+                clientid: client.clientid,
+                stamp: self.stamp(&self.state()),
+                revoked: Vec::new(),
+                reclaim_complete: None,
+            };
             let mut record = match current {
-                Ok(Some(bytes)) => match ClientRecord::decode(&bytes) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        log::warn!("add_revoke_fh: record {key:?} unreadable ({e}); rewriting it");
-                        ClientRecord {
-                            clientid: client.clientid,
-                            stamp: self.stamp(&self.state()),
-                            revoked: Vec::new(),
-                            reclaim_complete: None,
-                        }
-                    }
-                },
+                Ok(Some(bytes)) => ClientRecord::decode(&bytes).unwrap_or_else(|e| {
+                    log::warn!("{hook}: record {key:?} unreadable ({e}); rewriting it");
+                    fresh()
+                }),
                 Ok(None) => {
                     log::warn!(
-                        "add_revoke_fh {:#x}: no record {key}; creating it",
+                        "{hook} {:#x}: no record {key}; creating it",
                         client.clientid
                     );
-                    ClientRecord {
-                        clientid: client.clientid,
-                        stamp: self.stamp(&self.state()),
-                        revoked: Vec::new(),
-                        reclaim_complete: None,
-                    }
+                    fresh()
                 }
                 Err(e) => {
-                    log::error!(
-                        "add_revoke_fh {:#x}: {e}; revoked handle not recorded",
-                        client.clientid
-                    );
+                    log::error!("{hook} {:#x}: {e}; {what} not recorded", client.clientid);
                     continue;
                 }
             };
-            if !record.revoked.contains(&encoded) {
-                record.revoked.push(encoded.clone());
+            if !change(&mut record) {
+                continue;
             }
             if let Err(e) = self.durable_put(std::slice::from_ref(&key), &record.encode()) {
                 log::debug!(
-                    "add_revoke_fh {:#x}: {e}; the revoked handle is kept and retried",
+                    "{hook} {:#x}: {e}; {what} is kept and retried",
                     client.clientid
                 );
             }
@@ -1019,6 +1000,7 @@ fn now_epoch_floor() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ctdb::testing::FakeCtdb;
     use crate::store::memory::MemoryStore;
 
     fn client(id: u64, owner: &str, server: Option<&str>) -> ClientInfo {
@@ -1121,82 +1103,36 @@ mod tests {
         assert_eq!(offered.len(), 2);
     }
 
-    /// ctdbd double: two public IPs, 10.0.0.1 held by this node (PNN 0) and 10.0.0.2 by
-    /// node 1, `ip all` runs counted; the live PNNs it reports (None: ctdbd fails).
-    #[derive(Default)]
-    struct IpLister {
-        calls: std::sync::atomic::AtomicUsize,
-        live: Mutex<Option<Vec<u32>>>,
-    }
-
-    impl CtdbApi for Arc<IpLister> {
-        fn nodes(&self) -> crate::ctdb::Result<Vec<crate::ctdb::NodeInfo>> {
-            let live = self.live.lock().unwrap().clone();
-            let live = live.ok_or_else(|| crate::ctdb::CtdbError("timed out".into()))?;
-            Ok(live
-                .into_iter()
-                .map(|pnn| crate::ctdb::NodeInfo {
-                    pnn,
-                    address: String::new(),
-                    live: true,
-                    this_node: pnn == 0,
-                    flags: String::new(),
-                })
-                .collect())
-        }
-        fn public_ips(&self) -> crate::ctdb::Result<Vec<PublicIp>> {
-            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(vec![
-                PublicIp {
-                    ip: "10.0.0.1".parse().unwrap(),
-                    holder: Some(0),
-                },
-                PublicIp {
-                    ip: "10.0.0.2".parse().unwrap(),
-                    holder: Some(1),
-                },
-            ])
-        }
-        fn attach_persistent(&self, _db: &str) -> crate::ctdb::Result<()> {
-            Ok(())
-        }
-        fn transaction(
-            &self,
-            _db: &str,
-            _writes: &[(Vec<u8>, Option<Vec<u8>>)],
-        ) -> crate::ctdb::Result<()> {
-            Ok(())
-        }
-        fn fetch(&self, _db: &str, _key: &[u8]) -> crate::ctdb::Result<Option<Vec<u8>>> {
-            Ok(None)
-        }
-        fn traverse(&self, _db: &str) -> crate::ctdb::Result<crate::ctdb::Traverse> {
-            Ok(Default::default())
-        }
-        fn describe(&self) -> String {
-            "ip lister".into()
-        }
+    /// ctdbd as these tests see it: two public IPs, 10.0.0.1 held by this node (PNN 0)
+    /// and 10.0.0.2 by node 1; ctdbd does not answer for the node map until a test says
+    /// who is live.
+    fn ctdb() -> Arc<FakeCtdb> {
+        Arc::new(FakeCtdb::new(
+            0,
+            None,
+            &[("10.0.0.1", Some(0)), ("10.0.0.2", Some(1))],
+        ))
     }
 
     /// Node 0 of a cluster whose ctdbd is `ctdb`, records and grace records in `store`.
-    fn node0(store: Arc<MemoryStore>, ctdb: &Arc<IpLister>) -> Backend {
+    fn node0(store: Arc<MemoryStore>, ctdb: &Arc<FakeCtdb>) -> Backend {
         let cluster = ClusterNode {
             pnn: 0,
-            ctdb: Arc::new(ctdb.clone()),
+            ctdb: ctdb.clone(),
         };
         Backend::from_parts(store.clone(), store, "0", Some(cluster)).unwrap()
     }
 
     #[test]
     fn v4_0_clients_are_filed_from_one_ip_list_until_the_next_grace_event() {
-        let lister = Arc::new(IpLister::default());
+        let lister = ctdb();
         let store = Arc::new(MemoryStore::new());
         let b = node0(store.clone(), &lister);
         let v40 = |id: u64, owner: &str| ClientInfo {
             minor_version: 0,
             ..client(id, owner, None)
         };
-        let calls = || lister.calls.load(std::sync::atomic::Ordering::SeqCst);
+        let calls = || lister.ip_calls();
         // Named in the owner: filed by that IP, held here or not.
         let t1 = add(&b, &v40(1, "Linux NFSv4.0 c1/10.0.0.2 tcp"));
         // Not named: every IP this node holds.
@@ -1231,7 +1167,7 @@ mod tests {
             ..GraceRecord::default()
         };
         store.put(&grace_key("0"), &held.encode()).unwrap();
-        let b = node0(store, &Arc::new(IpLister::default()));
+        let b = node0(store, &ctdb());
         let st = b.state();
         assert!(st.grace.held);
         assert!(
@@ -1245,7 +1181,7 @@ mod tests {
     #[test]
     fn a_hold_brings_the_placeholder_only_where_a_refused_lift_ends_reclaims() {
         for ends in [true, false] {
-            let b = node0(Arc::new(MemoryStore::new()), &Arc::new(IpLister::default()));
+            let b = node0(Arc::new(MemoryStore::new()), &ctdb());
             if !ends {
                 b.set_refused_lift_ends_reclaims(false);
             }
@@ -1265,7 +1201,7 @@ mod tests {
 
     #[test]
     fn only_a_membership_ctdb_told_can_make_a_node_look_gone() {
-        let ctdb = Arc::new(IpLister::default());
+        let ctdb = ctdb();
         let store = Arc::new(MemoryStore::new());
         let b = node0(store, &ctdb);
         let live = |l: Option<Vec<u32>>| *ctdb.live.lock().unwrap() = l;
@@ -1285,7 +1221,7 @@ mod tests {
 
     #[test]
     fn a_record_another_writer_left_is_replaced_by_what_the_node_holds() {
-        let ctdb = Arc::new(IpLister::default());
+        let ctdb = ctdb();
         *ctdb.live.lock().unwrap() = Some(vec![0, 1]);
         let store = Arc::new(MemoryStore::new());
         let b = node0(store.clone(), &ctdb);

@@ -224,7 +224,7 @@ fn drop_in_ganesha(
 mod tests {
     use super::*;
     use crate::backend::{ClientInfo, ClusterNode, GraceStart};
-    use crate::ctdb::{CtdbApi, NodeInfo, PublicIp, Traverse};
+    use crate::ctdb::testing::FakeCtdb;
     use crate::store::memory::MemoryStore;
     use crate::store::Store;
     use std::sync::{Arc, Mutex};
@@ -247,47 +247,6 @@ mod tests {
                 live.retain(|id| !ids.contains(id));
             }
             Ok(present)
-        }
-    }
-
-    struct OneNode;
-    impl CtdbApi for OneNode {
-        fn nodes(&self) -> crate::ctdb::Result<Vec<NodeInfo>> {
-            Ok(vec![NodeInfo {
-                pnn: 0,
-                address: String::new(),
-                live: true,
-                this_node: true,
-                flags: String::new(),
-            }])
-        }
-        fn public_ips(&self) -> crate::ctdb::Result<Vec<PublicIp>> {
-            Ok(["10.0.0.1", "10.0.0.2"]
-                .iter()
-                .map(|ip| PublicIp {
-                    ip: ip.parse().unwrap(),
-                    holder: Some(0),
-                })
-                .collect())
-        }
-        fn attach_persistent(&self, _: &str) -> crate::ctdb::Result<()> {
-            Ok(())
-        }
-        fn transaction(
-            &self,
-            _: &str,
-            _: &[(Vec<u8>, Option<Vec<u8>>)],
-        ) -> crate::ctdb::Result<()> {
-            Ok(())
-        }
-        fn fetch(&self, _: &str, _: &[u8]) -> crate::ctdb::Result<Option<Vec<u8>>> {
-            Ok(None)
-        }
-        fn traverse(&self, _: &str) -> crate::ctdb::Result<Traverse> {
-            Ok(Traverse::default())
-        }
-        fn describe(&self) -> String {
-            "one node".into()
         }
     }
 
@@ -323,7 +282,12 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let cluster = ClusterNode {
             pnn: 0,
-            ctdb: Arc::new(OneNode),
+            // One node holding both public IPs.
+            ctdb: Arc::new(FakeCtdb::new(
+                0,
+                Some(vec![0]),
+                &[("10.0.0.1", Some(0)), ("10.0.0.2", Some(0))],
+            )),
         };
         let b = Backend::from_parts(store.clone(), store.clone(), "0", Some(cluster)).unwrap();
         let ganesha = Arc::new(FakeGanesha::default());

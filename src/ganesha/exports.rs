@@ -5,8 +5,8 @@
 //! before validating it.
 
 use super::bindings::{
-    add_clid_entry_hook, add_rfh_entry_hook, config_error_type, nfs4_recovery_backend,
-    nfs4_recovery_backend_v15, nfs_client_id_t, nfs_fh4, nfs_grace_start_t,
+    add_clid_entry_hook, add_rfh_entry_hook, clid_entry_t, config_error_type,
+    nfs4_recovery_backend, nfs4_recovery_backend_v15, nfs_client_id_t, nfs_fh4, nfs_grace_start_t,
     GSH15_MEM_COMP_RECOVERY,
 };
 use super::layout::{read_client, request_server_addr, running_layout, Generation, Layout};
@@ -250,35 +250,12 @@ extern "C" fn recovery_read_clids(
     add_rfh_entry: add_rfh_entry_hook,
 ) {
     guard("recovery_read_clids", (), || {
-        let Some((backend, _)) = running() else {
-            return;
-        };
         let Some(add_clid_entry) = add_clid_entry else {
             log::error!("recovery_read_clids: Ganesha passed no add_clid_entry callback");
             return;
         };
-        // SAFETY: gsp is null or valid for this call (Ganesha holds grace_mutex).
-        let start = unsafe { grace_start(gsp) };
-        for entry in backend.read_clids(&start) {
-            let Ok(tag) = CString::new(entry.tag.clone()) else {
-                log::warn!("skipping tag with a NUL byte: {:?}", entry.tag);
-                continue;
-            };
-            // SAFETY: Ganesha copies the name into its own clid_entry_t.
-            let clid = unsafe { add_clid_entry(tag.as_ptr() as *mut c_char) };
-            if clid.is_null() {
-                continue;
-            }
-            let Some(add_rfh) = add_rfh_entry else {
-                continue;
-            };
-            for fh in entry.revoked {
-                if let Ok(fh) = CString::new(fh) {
-                    // SAFETY: Ganesha strdup's the handle string.
-                    unsafe { add_rfh(clid, fh.as_ptr() as *mut c_char) };
-                }
-            }
-        }
+        // SAFETY: Ganesha's callback copies the name into its own clid_entry_t.
+        offer_clients(gsp, |tag, _| unsafe { add_clid_entry(tag) }, add_rfh_entry);
     })
 }
 
@@ -287,38 +264,49 @@ extern "C" fn recovery_read_clids(
 /// client that had not completed its reclaim before the restart may not reclaim now).
 extern "C" fn recovery_read_clids_v15(gsp: *mut nfs_grace_start_t) {
     guard("recovery_read_clids", (), || {
-        let Some((backend, _)) = running() else {
-            return;
-        };
         let g = ganesha();
         let Some(add_clid_entry) = g.add_clid_entry else {
             log::error!("recovery_read_clids: Ganesha exports no nfs4_add_clid_entry");
             return;
         };
-        // SAFETY: gsp is null or valid for this call (Ganesha holds grace_mutex).
-        let start = unsafe { grace_start(gsp) };
-        for entry in backend.read_clids(&start) {
-            let Ok(tag) = CString::new(entry.tag.clone()) else {
-                log::warn!("skipping tag with a NUL byte: {:?}", entry.tag);
-                continue;
-            };
-            // SAFETY: Ganesha copies the name into its own clid_entry_t.
-            let clid =
-                unsafe { add_clid_entry(tag.as_ptr() as *mut c_char, entry.reclaim_complete) };
-            if clid.is_null() {
-                continue;
-            }
-            let Some(add_rfh) = g.add_rfh_entry else {
-                continue;
-            };
-            for fh in entry.revoked {
-                if let Ok(fh) = CString::new(fh) {
-                    // SAFETY: Ganesha strdup's the handle string.
-                    unsafe { add_rfh(clid, fh.as_ptr() as *mut c_char) };
-                }
+        // SAFETY: nfs4_add_clid_entry copies the name into its own clid_entry_t.
+        offer_clients(
+            gsp,
+            |tag, rc| unsafe { add_clid_entry(tag, rc) },
+            g.add_rfh_entry,
+        );
+    })
+}
+
+/// Hands Ganesha the clients the backend offers for this grace start: `add_entry` makes
+/// Ganesha's entry for a tag (with the client's RECLAIM_COMPLETE flag, for versions that
+/// take it), `add_rfh` adds each revoked handle to that entry.
+fn offer_clients(
+    gsp: *mut nfs_grace_start_t,
+    add_entry: impl Fn(*mut c_char, bool) -> *mut clid_entry_t,
+    add_rfh: add_rfh_entry_hook,
+) {
+    let Some((backend, _)) = running() else {
+        return;
+    };
+    // SAFETY: gsp is null or valid for this call (Ganesha holds grace_mutex).
+    let start = unsafe { grace_start(gsp) };
+    for entry in backend.read_clids(&start) {
+        let Ok(tag) = CString::new(entry.tag.clone()) else {
+            log::warn!("skipping tag with a NUL byte: {:?}", entry.tag);
+            continue;
+        };
+        let clid = add_entry(tag.as_ptr() as *mut c_char, entry.reclaim_complete);
+        let Some(add_rfh) = add_rfh.filter(|_| !clid.is_null()) else {
+            continue;
+        };
+        for fh in entry.revoked {
+            if let Ok(fh) = CString::new(fh) {
+                // SAFETY: clid is the entry Ganesha just made; it strdup's the handle.
+                unsafe { add_rfh(clid, fh.as_ptr() as *mut c_char) };
             }
         }
-    })
+    }
 }
 
 /// 15.x: the client sent RECLAIM_COMPLETE (Ganesha calls this with cid_mutex held).

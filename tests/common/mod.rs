@@ -39,6 +39,25 @@ pub fn store_on(c: &Cluster, i: usize, db: &str) -> CtdbStore {
     CtdbStore::open(Box::new(tool), db).expect("attach test database")
 }
 
+/// The keys of every NFSv4 client record (`v4@<server-ip>@<tag>`), read through node `i`.
+pub fn v4_keys(c: &Cluster, i: usize) -> Vec<String> {
+    use ganesha_ctdb_recov::store::Store;
+    store_on(c, i, "ganesha_recovery.tdb")
+        .scan("v4@")
+        .expect("scan the client records")
+        .entries
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// How many of `keys` are filed under server IP `ip` (tags render owners with '/' or '.'
+/// in hex, Ganesha's format, so records are counted by IP).
+pub fn filed_under(keys: &[String], ip: Ipv4Addr) -> usize {
+    let prefix = format!("v4@{ip}@");
+    keys.iter().filter(|k| k.starts_with(&prefix)).count()
+}
+
 /// Owner strings (co_ownerid) as real clients send them.
 pub mod owners {
     use std::net::Ipv4Addr;

@@ -154,14 +154,10 @@ impl Server {
                 testbed::cluster::ganesha_command(&self.ns, self.work.path(), &self.path("lib"))
             }
             Some(root) => {
-                let args: Vec<String> = testbed::cluster::ganesha_args(self.work.path())
-                    .iter()
-                    .map(|a| format!("'{a}'"))
-                    .collect();
                 let inner = format!(
-                    "env LD_LIBRARY_PATH='{}' {}",
-                    self.path("lib").display(),
-                    args.join(" ")
+                    "env LD_LIBRARY_PATH={} {}",
+                    testbed::chroot::shell_quote(&self.path("lib").display().to_string()),
+                    testbed::chroot::shell_words(&testbed::cluster::ganesha_args(self.work.path()))
                 );
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", &self.ns, "sh", "-c"])

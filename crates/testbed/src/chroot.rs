@@ -27,8 +27,22 @@ pub fn root(suite: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// `s` as one word for sh, whatever it holds.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// `words` as sh words, each quoted.
+pub fn shell_words<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+    shell_quote(&p.display().to_string())
 }
 
 /// A shell snippet that enters `root` and runs `cmd` (shell words) there, with /proc,
@@ -40,20 +54,23 @@ pub fn wrap(root: &Path, shared: &[&Path], cmd: &str) -> String {
 /// As [`wrap`], and each `(outside, inside)` of `binds` mounted at `inside` of the root
 /// (a node's private /run, so that tools which only know the default socket path find it).
 pub fn wrap_binds(root: &Path, shared: &[&Path], binds: &[(&Path, &Path)], cmd: &str) -> String {
+    format!(
+        "{}exec chroot {} {cmd}",
+        mounts(root, shared, binds),
+        quote(root)
+    )
+}
+
+/// The shell commands [`wrap_binds`] runs before it enters `root`: the running namespace's
+/// /proc, /sys and /dev, each of `shared` at its own path, each of `binds` at its inside
+/// path. They belong in a mount namespace of the caller's own.
+pub fn mounts(root: &Path, shared: &[&Path], binds: &[(&Path, &Path)]) -> String {
     let r = quote(root);
     let mut s = String::from("set -e; mount --make-rslave / 2>/dev/null || true; ");
     for d in ["proc", "sys", "dev"] {
         s.push_str(&format!("mount --rbind /{d} {r}/{d}; "));
     }
-    for p in shared {
-        let inside = root.join(p.strip_prefix("/").unwrap_or(p));
-        s.push_str(&format!(
-            "mkdir -p {i}; mount --bind {o} {i}; ",
-            i = quote(&inside),
-            o = quote(p)
-        ));
-    }
-    for (outside, inside) in binds {
+    for (outside, inside) in shared.iter().map(|p| (*p, *p)).chain(binds.iter().copied()) {
         let inside = root.join(inside.strip_prefix("/").unwrap_or(inside));
         s.push_str(&format!(
             "mkdir -p {i}; mount --bind {o} {i}; ",
@@ -61,6 +78,5 @@ pub fn wrap_binds(root: &Path, shared: &[&Path], binds: &[(&Path, &Path)], cmd: 
             o = quote(outside)
         ));
     }
-    s.push_str(&format!("exec chroot {r} {cmd}"));
     s
 }

@@ -137,13 +137,15 @@ impl Node {
             // A newer tool only honours CTDB_SOCKET in CTDB's test mode: run the root's
             // own tool where the node's /run is /run, as on a real node.
             Some(_) => {
-                let words: Vec<String> = std::iter::once("ctdb")
+                let words: Vec<&str> = std::iter::once("ctdb")
                     .chain(args.iter().copied())
-                    .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
                     .collect();
                 Command::new("unshare")
                     .args(["--mount", "sh", "-c"])
-                    .arg(self.in_view(&words.join(" ")).unwrap_or_default())
+                    .arg(
+                        self.in_view(&crate::chroot::shell_words(&words))
+                            .unwrap_or_default(),
+                    )
                     .output()
             }
         }
@@ -472,37 +474,30 @@ impl Cluster {
             .map_err(|e| format!("log: {e}"))?;
         let view = r#"mount --make-rslave / 2>/dev/null
 mount --bind "$1/etc" "$3/etc/ctdb" && mount --bind "$1/var" "$3/var/lib/ctdb" && mount --bind "$1/runroot" "$3/run" || exit 97
-exec unshare --uts -- $4 sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
+exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         // In a Debian root: its /proc, /sys and /dev, the cluster's files and the build
         // directory at their own paths, and ctdbd (and its event scripts) chrooted there.
-        let (prefix, enter) = match &self.spec.root {
+        let (prefix, enter) = match &n.root {
             None => (String::new(), String::new()),
             Some(r) => {
-                let shared: Vec<&Path> = std::iter::once(self.dir.as_path())
-                    .chain(self.spec.shared.iter().map(PathBuf::as_path))
-                    .collect();
-                let setup = crate::chroot::wrap(r, &shared, ":");
-                // wrap() ends in `exec chroot <root> :`: keep its mounts, enter later.
-                let mounts = setup
-                    .rsplit_once("exec chroot")
-                    .map(|(m, _)| m.to_string())
-                    .unwrap_or_default();
-                (mounts, format!("chroot {}", r.display()))
+                let shared: Vec<&Path> = n.shared.iter().map(PathBuf::as_path).collect();
+                (
+                    crate::chroot::mounts(r, &shared, &[]),
+                    crate::chroot::shell_words(&["chroot".to_string(), r.display().to_string()]),
+                )
             }
         };
-        let root = self
-            .spec
+        let root = n
             .root
             .as_ref()
             .map(|r| r.display().to_string())
             .unwrap_or_default();
-        let script = format!("{prefix}{view}");
+        let script = format!("{prefix}{}", view.replace("$ENTER", &enter));
         let child = Command::new("ip")
             .args(["netns", "exec", &n.ns, "sh", "-c", &script, "sh"])
             .arg(&n.base)
             .arg(&n.name)
             .arg(&root)
-            .arg(&enter)
             .env_clear()
             .envs(env)
             .stdin(Stdio::null())
@@ -731,7 +726,10 @@ exec unshare --uts -- $4 sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#
                 let script = n.base.join("run-ganesha.sh");
                 write(&script, &format!("{ganesha_args}\n"))?;
                 let view = n
-                    .in_view(&format!("/bin/sh '{}'", script.display()))
+                    .in_view(&crate::chroot::shell_words(&[
+                        "/bin/sh".to_string(),
+                        script.display().to_string(),
+                    ]))
                     .ok_or("node without a root")?;
                 cmd.args(["netns", "exec", &n.ns, "sh", "-c"]).arg(view);
             }

@@ -17,6 +17,19 @@ fn option_like_client_names_are_stored_as_names() {
     std::fs::create_dir_all(&store_dir).unwrap();
     std::fs::create_dir_all(&cwd).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ganesha-conf/statd-callout");
+    // As rpc.statd runs it, from an unrelated working directory.
+    let callout = |args: &[&str]| {
+        Command::new(script)
+            .current_dir(&cwd)
+            .env("GANESHA_CTDB", env!("CARGO_BIN_EXE_ganesha-ctdb"))
+            .env(
+                "GANESHA_CTDB_OPTS",
+                format!("--store dir --dir {}", store_dir.display()),
+            )
+            .args(args)
+            .output()
+            .unwrap()
+    };
     let names = [
         "-h",
         "--help",
@@ -28,16 +41,7 @@ fn option_like_client_names_are_stored_as_names() {
         "-",
     ];
     for name in names {
-        let out = Command::new(script)
-            .current_dir(&cwd)
-            .env("GANESHA_CTDB", env!("CARGO_BIN_EXE_ganesha-ctdb"))
-            .env(
-                "GANESHA_CTDB_OPTS",
-                format!("--store dir --dir {}", store_dir.display()),
-            )
-            .args(["add-client", name, "vm"])
-            .output()
-            .unwrap();
+        let out = callout(&["add-client", name, "vm"]);
         assert!(
             out.status.success() && out.stdout.is_empty(),
             "{name:?}: {out:?}"
@@ -59,16 +63,7 @@ fn option_like_client_names_are_stored_as_names() {
         "nothing written where the callout runs"
     );
     // del-client too.
-    let out = Command::new(script)
-        .current_dir(&cwd)
-        .env("GANESHA_CTDB", env!("CARGO_BIN_EXE_ganesha-ctdb"))
-        .env(
-            "GANESHA_CTDB_OPTS",
-            format!("--store dir --dir {}", store_dir.display()),
-        )
-        .args(["del-client", "-h", "vm"])
-        .output()
-        .unwrap();
+    let out = callout(&["del-client", "-h", "vm"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         store

@@ -56,17 +56,10 @@ static void expire_client(struct harness *h, nfs_client_id_t *cid)
 
 static int ganesha_start(struct harness *h)
 {
-	struct config_root tree = { .filename = "ganesha.conf", .block_name = "CTDB_RECOVERY" };
-	struct config_error_type err;
-	int rc;
+	int rc = ganesha_configure(h);
 
-	tree.items = valid_items(h, &tree.n_items);
-	if (load_config(h, &tree, &err) != 0)
-		return -1000; /* ganesha.nfsd would exit */
-	h->be = NULL;
-	h->cluster_init(&h->be);
-	if (h->be == NULL)
-		return -1001;
+	if (rc != 0)
+		return rc;
 	rc = h->be->recovery_init();
 	if (rc != 0)
 		return rc;

@@ -204,6 +204,19 @@ const struct fake_kv *valid_items(const struct harness *h, size_t *n)
  * config (the plugin's block included), init the backend, recovery_init, set_enforcing,
  * recovery_read_clids(NULL). Returns recovery_init's result. */
 
+int ganesha_configure(struct harness *h)
+{
+	struct config_root tree = { .filename = "ganesha.conf", .block_name = "CTDB_RECOVERY" };
+	struct config_error_type err;
+
+	tree.items = valid_items(h, &tree.n_items);
+	if (load_config(h, &tree, &err) != 0)
+		return -1000;
+	h->be = NULL;
+	h->cluster_init(&h->be);
+	return h->be == NULL ? -1001 : 0;
+}
+
 /* ---- the store directory ----------------------------------------------------------- */
 
 bool file_contains(const char *path, const char *needle)

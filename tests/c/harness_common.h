@@ -68,6 +68,10 @@ extern char *last_diag;
 int load_config(struct harness *h, const struct config_root *tree,
 		struct config_error_type *err);
 const struct fake_kv *valid_items(const struct harness *h, size_t *n);
+/* ganesha.nfsd's start up to the backend's table: parse the config (the plugin's block
+ * with valid_items included) and call rados_cluster_backend_init into h->be. 0, or -1000
+ * when the config is refused (ganesha.nfsd would exit), -1001 when no table came back. */
+int ganesha_configure(struct harness *h);
 
 /* ---- the store directory and set-up ---------------------------------------------- */
 

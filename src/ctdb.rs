@@ -105,6 +105,14 @@ impl CtdbTool {
         }
     }
 
+    /// A ctdbd tunable (`ctdb getvar NAME`: "NAME = VALUE").
+    pub fn tunable(&self, name: &str) -> Result<u32> {
+        let out = self.run(&["getvar", name], None)?;
+        let text = String::from_utf8_lossy(&out);
+        parse_tunable(&text, name)
+            .ok_or_else(|| CtdbError(format!("ctdb getvar {name}: unexpected output {text:?}")))
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.tool);
         c.args(args);
@@ -235,6 +243,14 @@ impl Default for CtdbTool {
 }
 
 /// Parses `ctdb -X status`.
+/// The value in `ctdb getvar NAME`'s "NAME = VALUE" line.
+pub fn parse_tunable(out: &str, name: &str) -> Option<u32> {
+    out.lines().find_map(|l| {
+        let (n, v) = l.split_once('=')?;
+        (n.trim() == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
 pub fn parse_status(out: &str) -> Vec<NodeInfo> {
     out.lines()
         .filter_map(|line| {
@@ -502,6 +518,22 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tunables_are_read_from_getvar_output() {
+        assert_eq!(
+            parse_tunable("TakeoverTimeout = 9\n", "TakeoverTimeout"),
+            Some(9)
+        );
+        assert_eq!(
+            parse_tunable("TakeoverTimeout = nine\n", "TakeoverTimeout"),
+            None
+        );
+        assert_eq!(
+            parse_tunable("MonitorInterval = 15\n", "TakeoverTimeout"),
+            None
+        );
+    }
 
     #[test]
     fn status_marks_disconnected_banned_and_stopped_nodes_not_live() {

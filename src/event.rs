@@ -39,9 +39,14 @@ use std::time::{Duration, Instant};
 /// CTDB runs the event script with a 30 s default timeout per event; Ganesha answers the
 /// grace call in milliseconds, so 10 s only bounds a hung Ganesha.
 pub const DBUS_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a releasing node waits for every live node to enforce grace before it drops
-/// the IP's state anyway (the others notice a hold within about a second).
-const ENFORCEMENT_WAIT: Duration = Duration::from_secs(15);
+/// What a releasing node leaves of CTDB's TakeoverTimeout for the rest of `releaseip`
+/// after waiting for every live node to enforce grace (the release itself takes
+/// milliseconds, then "2:<ip>"). CTDB's takeover helper gives each node's release
+/// TakeoverTimeout (9 s by default); a `releaseip` that outlasts it fails the takeover run
+/// and earns the node banning credits, so the wait must end well before.
+const RELEASE_MARGIN: Duration = Duration::from_secs(3);
+/// TakeoverTimeout when ctdbd does not tell it (CTDB's default).
+const DEFAULT_TAKEOVER_TIMEOUT: u32 = 9;
 /// Monitor runs in a row that must find Ganesha gone before the node is unhealthy: one
 /// monitor interval (15 s by default) covers a restart by systemd (5 s).
 pub const MONITOR_FAILURES: u32 = 2;
@@ -211,10 +216,19 @@ fn ensure_exit_marker(event: &str, ctx: &EventContext) {
 }
 
 /// Waits until every live node enforces grace (S1: a planned release must not drop state
-/// before that), at most ENFORCEMENT_WAIT.
+/// before that), at most TakeoverTimeout − RELEASE_MARGIN (6 s by default; the others
+/// notice a hold within about a second).
 fn wait_for_enforcement(ctx: &EventContext) {
     let start = Instant::now();
     let store = ctx.grace_store();
+    let takeover_timeout = store
+        .as_ref()
+        .ok()
+        .and_then(|(tool, _)| tool.tunable("TakeoverTimeout").ok())
+        .unwrap_or(DEFAULT_TAKEOVER_TIMEOUT);
+    let limit = Duration::from_secs(u64::from(takeover_timeout))
+        .saturating_sub(RELEASE_MARGIN)
+        .max(Duration::from_secs(1));
     loop {
         // What still stands in the way of grace::may_release_ip, in words.
         let lagging = store
@@ -246,15 +260,15 @@ fn wait_for_enforcement(ctx: &EventContext) {
                 );
                 return;
             }
-            Ok(l) if start.elapsed() > ENFORCEMENT_WAIT => {
+            Ok(l) if start.elapsed() > limit => {
                 eprintln!(
-                    "ganesha-ctdb: still {} after {ENFORCEMENT_WAIT:?}; releasing anyway \
+                    "ganesha-ctdb: still {} after {limit:?}; releasing anyway \
                      (is nfs-ganesha running on those nodes?)",
                     l.join(", ")
                 );
                 return;
             }
-            Err(e) if start.elapsed() > ENFORCEMENT_WAIT => {
+            Err(e) if start.elapsed() > limit => {
                 eprintln!("ganesha-ctdb: cannot read the grace records ({e}); releasing anyway");
                 return;
             }

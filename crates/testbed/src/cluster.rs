@@ -266,6 +266,9 @@ fn mkdir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))
 }
 
+/// ctdbd's MonitorInterval (s) while a cluster with Ganesha comes up.
+const BRING_UP_MONITOR_INTERVAL: u32 = 60;
+
 impl Cluster {
     /// Builds the namespaces and configuration and starts every ctdbd (and Ganesha, if
     /// specified); returns once all nodes are healthy and every public IP has a holder.
@@ -319,6 +322,9 @@ impl Cluster {
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(250));
+            }
+            for n in &c.nodes {
+                n.ctdb(&["setvar", "MonitorInterval", "15"])?;
             }
         }
         Ok(c)
@@ -398,7 +404,19 @@ impl Cluster {
             write(&etc.join("public_addresses"), &public)?;
             // Recoveries are held back for RerecoveryTimeout after each one (10 s by
             // default): tests that kill nodes in sequence would wait for it.
-            write(&etc.join("ctdb.tunables"), "RerecoveryTimeout=2\n")?;
+            // A node whose Ganesha is not running fails its second monitor run (ganesha-ctdb's
+            // event script), and the cluster starts Ganesha only once ctdbd is healthy: a
+            // slow bring-up must not meet that second run, so monitoring is slow until
+            // Ganesha runs (`up` sets the default 15 s back).
+            let monitor = if self.spec.ganesha.is_some() {
+                format!("MonitorInterval={BRING_UP_MONITOR_INTERVAL}\n")
+            } else {
+                String::new()
+            };
+            write(
+                &etc.join("ctdb.tunables"),
+                &format!("RerecoveryTimeout=2\n{monitor}"),
+            )?;
             for f in [
                 "functions",
                 "notify.sh",

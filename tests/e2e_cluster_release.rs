@@ -657,3 +657,50 @@ fn releasing_an_ip_whose_ganesha_is_not_running_puts_the_cluster_in_grace_first(
     );
     one.reclaim(&c);
 }
+
+/// A third node's Ganesha hangs (SIGSTOP: it answers nothing and cannot join the grace)
+/// while `ctdb moveip X` releases X on A. A's releaseip waits for C to enforce only until
+/// CTDB's TakeoverTimeout less a margin, then releases anyway (C grants nothing while it
+/// is stopped), so the release ends inside the time CTDB gives it: the `ctdb moveip`
+/// (whose own limit is 10 s) succeeds and X moves. Waiting longer made CTDB fail the
+/// release, and a takeover run's release with it (banning credits).
+#[test]
+#[serial]
+fn a_hung_ganesha_elsewhere_does_not_hold_a_release_past_ctdbs_takeover_timeout() {
+    let c = ClusterOpts::default().up();
+    let holders = c.ip_holders(0).unwrap();
+    let x = c.public_ips[0];
+    let a_pnn = holders[&x].unwrap();
+    let a = c.node_by_pnn(a_pnn).unwrap();
+    let others: Vec<usize> = (0..3).filter(|i| *i != a).collect();
+    let (target, hung) = (others[0], others[1]);
+    let mut one = lock_via(&c, x, 1, &owners::linux_v41(1, "client1"), "export/h41.txt");
+    c.stop_ganesha(hung, true);
+    let ctdb_before = c.nodes[a].ctdb_log().len();
+    let moved = c.nodes[target].ctdb(&["moveip", &x.to_string(), &c.nodes[target].pnn.to_string()]);
+    let ctdb_log = c.nodes[a].ctdb_log()[ctdb_before..].to_string();
+    c.stop_ganesha(hung, false);
+    assert!(
+        moved.is_ok(),
+        "ctdb moveip failed while node {} hung: {moved:?}\n{ctdb_log}",
+        c.nodes[hung].pnn
+    );
+    assert!(
+        ctdb_log.contains(&format!("still node {} not enforcing", c.nodes[hung].pnn))
+            && ctdb_log.contains("releasing anyway"),
+        "A waited for the hung node and then released:\n{ctdb_log}"
+    );
+    assert_eq!(
+        c.holder(x, target).unwrap(),
+        Some(c.nodes[target].pnn),
+        "X moved to the target"
+    );
+    // The client of X reclaims on the target.
+    wait_log(
+        &c,
+        target,
+        &format!("takeover of {x}"),
+        Duration::from_secs(20),
+    );
+    one.reclaim(&c);
+}

@@ -273,7 +273,9 @@ pub fn write_record(w: &mut impl Write, msg: &[u8]) -> io::Result<()> {
     w.write_all(&buf)
 }
 
-/// Reads fragments until the last one, refusing records larger than `max`.
+/// Reads fragments until the last one, refusing records larger than `max`. Memory grows with
+/// the bytes that arrive, not with the length a fragment header announces: a peer that
+/// announces `max` bytes and sends none costs nothing.
 pub fn read_record(r: &mut impl Read, max: usize) -> Result<Vec<u8>, RpcError> {
     let mut out = Vec::new();
     loop {
@@ -288,8 +290,14 @@ pub fn read_record(r: &mut impl Read, max: usize) -> Result<Vec<u8>, RpcError> {
             });
         }
         let start = out.len();
-        out.resize(start + len, 0);
-        r.read_exact(&mut out[start..])?;
+        Read::take(&mut *r, len as u64).read_to_end(&mut out)?;
+        let got = out.len() - start;
+        if got < len {
+            return Err(RpcError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("RPC record fragment of {len} bytes ends after {got}"),
+            )));
+        }
         if word & 0x8000_0000 != 0 {
             return Ok(out);
         }

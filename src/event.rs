@@ -55,16 +55,18 @@ pub const MONITOR_FAILURES: u32 = 2;
 /// scripts do), and which grace database the backend uses.
 pub struct EventContext {
     pub grace_db: String,
+    pub records_db: String,
     pub state_dir: PathBuf,
 }
 
 impl EventContext {
-    pub fn new(grace_db: &str) -> EventContext {
+    pub fn new(grace_db: &str, records_db: &str) -> EventContext {
         let vardir = std::env::var_os("CTDB_SCRIPT_VARDIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/var/lib/ctdb/scripts"));
         EventContext {
             grace_db: grace_db.to_string(),
+            records_db: records_db.to_string(),
             state_dir: vardir.join("ganesha-ctdb"),
         }
     }
@@ -111,6 +113,7 @@ pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String
                 Reach::Answered => {
                     wait_for_enforcement(ctx);
                     release_clients(name, &ip.to_string(), ctx);
+                    record_nlm_release(name, ip, ctx);
                     if let Reach::Hung(e) = tell_ganesha(name, &format!("2:{ip}")) {
                         return Err(e);
                     }
@@ -280,6 +283,30 @@ fn wait_for_enforcement(ctx: &EventContext) {
 /// Asks Ganesha to drop the state of the clients filed under `what` (an IP, or "all") and
 /// waits until it has (`release@<pnn>` carries our token), a little longer than the
 /// backend's own limit.
+/// Before Ganesha's "2:<ip>": which NLM hosts the release concerns, so that the statd
+/// callout notifies them from this node's other IPs once Ganesha dropped all their locks
+/// (crate::statd's module comment says why). A failure costs those hosts only the locks
+/// they hold through the other IPs, and is said.
+fn record_nlm_release(event: &str, ip: std::net::IpAddr, ctx: &EventContext) {
+    let recorded = (|| -> Result<usize, String> {
+        let tool = CtdbTool::new();
+        let me = grace_admin::membership(&tool)?.me;
+        let store = CtdbStore::open(Box::new(tool), &ctx.records_db).map_err(|e| e.to_string())?;
+        crate::statd::record_release(&store, &me, ip).map_err(|e| e.to_string())
+    })();
+    match recorded {
+        Ok(0) => {}
+        Ok(n) => println!(
+            "ganesha-ctdb: {event}: {n} NLM host(s) of {ip}: each is notified from this \
+             node's other IPs once Ganesha has dropped its locks"
+        ),
+        Err(e) => eprintln!(
+            "ganesha-ctdb: {event}: cannot record {ip}'s NLM hosts ({e}): hosts that also \
+             locked through this node's other IPs lose those locks without notification"
+        ),
+    }
+}
+
 fn release_clients(event: &str, what: &str, ctx: &EventContext) {
     let token = format!(
         "{}-{}",

@@ -8,6 +8,15 @@
 //! call it for every client, and a takeover notification still needs them. It marks the
 //! record unmonitored; the next notification for that IP sends to it (harmless for a client
 //! without locks) and then drops it.
+//!
+//! Ganesha's own NLM release ("2:<ip>", sent when an IP leaves the node) picks the NLM
+//! clients that reached the node through that IP but then drops *all* locks of their host
+//! (state_nlm_notify works per NSM client, i.e. per mon_name), also those it holds through
+//! the node's other IPs, and tells nobody. `releaseip` therefore records which hosts the
+//! release concerns (`nlm-release@<pnn>`); when statd reports one of them gone (its SM_UNMON
+//! comes once Ganesha dropped the host's last lock), the callout notifies it from each other
+//! IP the node holds, while the cluster is still in the grace the release started, so the
+//! host reclaims those locks too.
 
 use crate::nsm::{self, NotifyPlan, Report};
 use crate::records::ServerIp;
@@ -19,6 +28,113 @@ use std::time::Duration;
 
 pub const STATD_PREFIX: &str = "statd-state@";
 pub const NSM_STATE_PREFIX: &str = "nsm-state@";
+pub const NLM_RELEASE_PREFIX: &str = "nlm-release@";
+/// How long after a release a host's SM_UNMON is taken for the release's doing: the hold
+/// that comes with a release keeps the cluster in grace at least this long on 4.3/6.x
+/// (Grace_Period after the takeover), and Ganesha drops the host's locks within milliseconds.
+pub const NLM_RELEASE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The NLM hosts an IP release on this node concerns (see the module comment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NlmRelease {
+    pub ip: IpAddr,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub hosts: BTreeSet<String>,
+}
+
+impl NlmRelease {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut s = format!("v1 {} {}", self.ip, self.at);
+        for h in &self.hosts {
+            s.push('\n');
+            s.push_str(h);
+        }
+        s.into_bytes()
+    }
+
+    pub fn decode(v: &[u8]) -> Option<NlmRelease> {
+        let s = std::str::from_utf8(v).ok()?;
+        let mut lines = s.split('\n');
+        let mut head = lines.next()?.split(' ');
+        if head.next()? != "v1" {
+            return None;
+        }
+        let ip = head.next()?.parse().ok()?;
+        let at = head.next()?.parse().ok()?;
+        if head.next().is_some() {
+            return None;
+        }
+        Some(NlmRelease {
+            ip,
+            at,
+            hosts: lines.filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+        })
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Before "2:<ip>": records the hosts recorded for `ip` as the ones the release concerns
+/// (node `me`). Returns how many.
+pub fn record_release(store: &dyn Store, me: &str, ip: IpAddr) -> Result<usize, StatdError> {
+    let hosts: BTreeSet<String> = clients_of(store, &ip)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let n = hosts.len();
+    let key = format!("{NLM_RELEASE_PREFIX}{me}");
+    if n == 0 {
+        store.delete(&key)?;
+    } else {
+        let r = NlmRelease {
+            ip,
+            at: now_secs(),
+            hosts,
+        };
+        store.put(&key, &r.encode())?;
+    }
+    Ok(n)
+}
+
+/// From del-client: if `client` is one of the hosts a recent release on node `me`
+/// concerns, takes it out of the record and returns the IPs among `held` (other than the
+/// released one) it is recorded for: the IPs to notify it from.
+pub fn released_host(
+    store: &dyn Store,
+    me: &str,
+    client: &str,
+    held: &[IpAddr],
+) -> Result<Vec<IpAddr>, StatdError> {
+    let key = format!("{NLM_RELEASE_PREFIX}{me}");
+    let Some(v) = store.get(&key)? else {
+        return Ok(Vec::new());
+    };
+    let Some(mut r) = NlmRelease::decode(&v) else {
+        log::warn!("{key}: unreadable, ignored");
+        return Ok(Vec::new());
+    };
+    if now_secs().saturating_sub(r.at) > NLM_RELEASE_WINDOW.as_secs() || !r.hosts.remove(client) {
+        return Ok(Vec::new());
+    }
+    if r.hosts.is_empty() {
+        store.delete(&key)?;
+    } else {
+        store.put(&key, &r.encode())?;
+    }
+    let mut ips = Vec::new();
+    for ip in held {
+        if *ip != r.ip && store.get(&statd_key(&ServerIp::Ip(*ip), client))?.is_some() {
+            ips.push(*ip);
+        }
+    }
+    Ok(ips)
+}
 
 pub fn statd_key(ip: &ServerIp, client: &str) -> String {
     format!("{STATD_PREFIX}{ip}@{client}")
@@ -192,9 +308,35 @@ pub fn notify_ip(
 ) -> Result<(Report, Vec<String>), StatdError> {
     let start = std::time::Instant::now();
     let clients = clients_of(store, &ip)?;
+    let all: Vec<String> = clients.iter().map(|(n, _)| n.clone()).collect();
+    let out = notify_clients(store, ip, &all, nfs_hostname, total, start)?;
+    // Notified: drop what statd had unmonitored, unless it monitored the client again
+    // while the notification ran.
+    for (name, monitored) in clients {
+        if monitored {
+            continue;
+        }
+        let key = statd_key(&ServerIp::Ip(ip), &name);
+        if let Err(e) = store.delete_if(&key, &|v| v == UNMONITORED) {
+            log::warn!("NSM: cannot drop unmonitored {key}: {e}");
+        }
+    }
+    Ok(out)
+}
+
+/// Notifies the NLM clients `clients` from `ip` (as notify_ip, for the clients given);
+/// `start` is when the run's time bound `total` began.
+pub fn notify_clients(
+    store: &dyn Store,
+    ip: IpAddr,
+    clients: &[String],
+    nfs_hostname: &str,
+    total: Duration,
+    start: std::time::Instant,
+) -> Result<(Report, Vec<String>), StatdError> {
     let mut addrs = Vec::new();
     let mut names = Vec::new();
-    for (name, _) in &clients {
+    for name in clients {
         match literal(name) {
             Some(a) => addrs.push(a),
             None => names.push(name.clone()),
@@ -221,17 +363,6 @@ pub fn notify_ip(
         .lock()
         .map(|o| o.iter().cloned().collect())
         .unwrap_or_default();
-    // Notified: drop what statd had unmonitored, unless it monitored the client again
-    // while the notification ran.
-    for (name, monitored) in clients {
-        if monitored {
-            continue;
-        }
-        let key = statd_key(&ServerIp::Ip(ip), &name);
-        if let Err(e) = store.delete_if(&key, &|v| v == UNMONITORED) {
-            log::warn!("NSM: cannot drop unmonitored {key}: {e}");
-        }
-    }
     Ok((report, unresolved))
 }
 
@@ -282,6 +413,61 @@ mod tests {
         let mut c = clients_of(&s, &ip).unwrap();
         c.sort();
         assert_eq!(c, vec![("a".to_string(), false), ("b".to_string(), true)]);
+    }
+
+    #[test]
+    fn a_release_marks_its_hosts_and_their_unmonitor_names_the_other_ips_once() {
+        let s = MemoryStore::default();
+        let x: IpAddr = "10.0.0.1".parse().unwrap();
+        let y: IpAddr = "10.0.0.2".parse().unwrap();
+        let z: IpAddr = "10.0.0.3".parse().unwrap();
+        // The node held X and Y when both hosts locked; "far" only knows Z.
+        let held = [ServerIp::Ip(x), ServerIp::Ip(y)];
+        add_client(&s, &held, "h1").unwrap();
+        add_client(&s, &held, "10.9.9.9").unwrap();
+        add_client(&s, &[ServerIp::Ip(z)], "far").unwrap();
+        assert_eq!(record_release(&s, "1", x).unwrap(), 2);
+        let r = NlmRelease::decode(&s.get("nlm-release@1").unwrap().unwrap()).unwrap();
+        assert_eq!((r.ip, r.hosts.len()), (x, 2));
+        // Another node's marker, and hosts the release does not concern, name nothing.
+        assert!(released_host(&s, "2", "h1", &[y]).unwrap().is_empty());
+        assert!(released_host(&s, "1", "far", &[y, z]).unwrap().is_empty());
+        // The released IP is not notified from; Y is, once.
+        assert_eq!(released_host(&s, "1", "h1", &[x, y, z]).unwrap(), vec![y]);
+        assert!(released_host(&s, "1", "h1", &[x, y]).unwrap().is_empty());
+        assert_eq!(released_host(&s, "1", "10.9.9.9", &[y]).unwrap(), vec![y]);
+        assert!(
+            s.get("nlm-release@1").unwrap().is_none(),
+            "emptied marker is gone"
+        );
+        // A release whose hosts are long gone from the window names nothing.
+        let old = NlmRelease {
+            ip: x,
+            at: now_secs() - NLM_RELEASE_WINDOW.as_secs() - 5,
+            hosts: ["h1".to_string()].into(),
+        };
+        s.put("nlm-release@1", &old.encode()).unwrap();
+        assert!(released_host(&s, "1", "h1", &[y]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn release_records_round_trip_and_garbage_is_refused() {
+        let r = NlmRelease {
+            ip: "fd00::1".parse().unwrap(),
+            at: 1_700_000_000,
+            hosts: ["a b".to_string(), "host.example".to_string()].into(),
+        };
+        assert_eq!(NlmRelease::decode(&r.encode()), Some(r));
+        for bad in [
+            &b""[..],
+            b"v2 10.0.0.1 5",
+            b"v1 nope 5",
+            b"v1 10.0.0.1",
+            b"v1 10.0.0.1 5 x",
+            b"\xff",
+        ] {
+            assert_eq!(NlmRelease::decode(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

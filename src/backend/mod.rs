@@ -383,12 +383,19 @@ impl Backend {
             GraceStart::Restart => {
                 // Standalone: every record is this node's. In a cluster: the IPs this node
                 // holds now (the others come with their takeip), and clients filed under no IP.
+                let held = self.held_ips();
                 st.scope = self.cluster.as_ref().map(|_| {
                     let mut scope: BTreeSet<ServerIp> =
-                        self.held_ips().into_iter().map(ServerIp::Ip).collect();
+                        held.iter().copied().map(ServerIp::Ip).collect();
                     scope.insert(ServerIp::Local);
                     scope
                 });
+                // A Ganesha that restarted under its IPs (crashed alone, restarted by
+                // systemd) lost every NLM lock, and nothing else tells those clients: no IP
+                // moved, and rpc.statd (which runs on) sends SM_NOTIFY only when it starts.
+                for ip in &held {
+                    self.notify_nlm_clients(*ip);
+                }
                 st.offered.clear();
                 // A hold stored before the restart (a takeover run, or the exit marker
                 // `ganesha-ctdb ganesha-stopped` wrote when this Ganesha died) ends here:

@@ -89,6 +89,9 @@ enum Command {
         /// The NFS host name clients mounted by (default: this host's name).
         #[arg(long)]
         name: Option<String>,
+        /// Only this recorded client (its mon_name), not every client of IP.
+        #[arg(long, value_name = "MON_NAME")]
+        client: Option<String>,
         /// Give up on clients that have not answered after this many seconds.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
@@ -152,7 +155,11 @@ enum GraceAction {
 
 fn run(cli: Cli) -> Result<(), String> {
     if let Command::Event { name, args } = &cli.command {
-        return event::run(name, args, &event::EventContext::new(&cli.grace_db));
+        return event::run(
+            name,
+            args,
+            &event::EventContext::new(&cli.grace_db, &cli.db),
+        );
     }
     if let Command::GaneshaStopped = &cli.command {
         return ganesha_stopped(&cli);
@@ -168,8 +175,14 @@ fn run(cli: Cli) -> Result<(), String> {
     if let Command::StatdCallout { action, args } = &cli.command {
         return statd_callout(&cli, action, args);
     }
-    if let Command::Notify { ip, name, timeout } = &cli.command {
-        return notify(&cli, *ip, name.as_deref(), *timeout);
+    if let Command::Notify {
+        ip,
+        name,
+        client,
+        timeout,
+    } = &cli.command
+    {
+        return notify(&cli, *ip, name.as_deref(), client.as_deref(), *timeout);
     }
     if let Command::Status = &cli.command {
         return status(&cli);
@@ -551,21 +564,100 @@ fn statd_callout(cli: &Cli, action: &str, args: &[String]) -> Result<(), String>
             } else {
                 statd::del_client(store.as_ref(), &ips, &client)
             };
-            r.map_err(|e| format!("statd-callout {action} {client:?}: {e}"))
+            r.map_err(|e| format!("statd-callout {action} {client:?}: {e}"))?;
+            if action == "del-client" {
+                if let Some(tool) = &ctdb {
+                    renotify_released(cli, store.as_ref(), tool, &ips, &client);
+                }
+            }
+            Ok(())
         }
         _ => Ok(()),
     }
 }
 
-fn notify(cli: &Cli, ip: std::net::IpAddr, name: Option<&str>, timeout: u64) -> Result<(), String> {
+/// del-client of a host that an IP release on this node concerns (statd's module comment):
+/// notify it from each other IP it is recorded for, in a process of its own (rpc.statd waits
+/// for its callout; a notification may take seconds).
+fn renotify_released(
+    cli: &Cli,
+    store: &dyn Store,
+    tool: &CtdbTool,
+    held: &[ServerIp],
+    client: &str,
+) {
+    let ips: Vec<std::net::IpAddr> = held
+        .iter()
+        .filter_map(|s| match s {
+            ServerIp::Ip(ip) => Some(*ip),
+            _ => None,
+        })
+        .collect();
+    let targets = grace_admin::membership(tool)
+        .and_then(|m| statd::released_host(store, &m.me, client, &ips).map_err(|e| e.to_string()));
+    let targets = match targets {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("statd-callout del-client {client:?}: cannot read the release record: {e}");
+            return;
+        }
+    };
+    let exe = std::env::current_exe().unwrap_or_else(|_| "ganesha-ctdb".into());
+    for ip in targets {
+        let spawned = std::process::Command::new(&exe)
+            .args([
+                "--store",
+                "ctdb",
+                "--db",
+                &cli.db,
+                "--grace-db",
+                &cli.grace_db,
+            ])
+            .args([
+                "notify",
+                &ip.to_string(),
+                "--client",
+                client,
+                "--timeout",
+                "20",
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(_) => eprintln!(
+                "statd-callout: {client} lost its NLM locks in an IP release on this node; \
+                 notifying it from {ip}"
+            ),
+            Err(e) => eprintln!("statd-callout: cannot notify {client} from {ip}: {e}"),
+        }
+    }
+}
+
+fn notify(
+    cli: &Cli,
+    ip: std::net::IpAddr,
+    name: Option<&str>,
+    client: Option<&str>,
+    timeout: u64,
+) -> Result<(), String> {
     let (store, _) = open_records(cli)?;
     let host = name
         .map(str::to_owned)
         .or_else(ganesha_ctdb_recov::config::hostname)
         .unwrap_or_default();
-    let (report, unresolved) =
-        statd::notify_ip(store.as_ref(), ip, &host, Duration::from_secs(timeout))
-            .map_err(|e| format!("notify {ip}: {e}"))?;
+    let total = Duration::from_secs(timeout);
+    let (report, unresolved) = match client {
+        None => statd::notify_ip(store.as_ref(), ip, &host, total),
+        Some(c) => statd::notify_clients(
+            store.as_ref(),
+            ip,
+            &[c.to_string()],
+            &host,
+            total,
+            std::time::Instant::now(),
+        ),
+    }
+    .map_err(|e| format!("notify {ip}: {e}"))?;
     for n in &unresolved {
         eprintln!("notify {ip}: client {n:?} did not resolve in time; not notified");
     }

@@ -20,3 +20,44 @@ pub mod nsm;
 pub mod records;
 pub mod statd;
 pub mod store;
+
+/// Shared by the `fuzz` test modules (docs/fuzzing.md).
+#[cfg(test)]
+pub(crate) mod fuzzing {
+    use proptest::test_runner::{Config, FileFailurePersistence};
+
+    /// 512 cases per property unless PROPTEST_CASES asks for another number (a long run);
+    /// failures proptest finds are kept in proptest-regressions/<name>.txt at the crate root
+    /// and replayed first.
+    pub fn config(name: &str) -> Config {
+        let path = format!(
+            "{}/proptest-regressions/{name}.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let default = Config {
+            failure_persistence: Some(Box::new(FileFailurePersistence::Direct(Box::leak(
+                path.into_boxed_str(),
+            )))),
+            ..Config::default() // reads PROPTEST_CASES and the other PROPTEST_* variables
+        };
+        if std::env::var_os("PROPTEST_CASES").is_some() {
+            default
+        } else {
+            Config {
+                cases: 512,
+                ..default
+            }
+        }
+    }
+
+    /// Runs `f`; returns its result and the peak number of bytes this thread had allocated
+    /// at once meanwhile.
+    pub fn peak_bytes<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        let mut out = None;
+        let info = allocation_counter::measure(|| out = Some(f()));
+        match out {
+            Some(v) => (v, info.bytes_max),
+            None => unreachable!("measure runs its closure"),
+        }
+    }
+}

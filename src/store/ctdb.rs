@@ -201,22 +201,34 @@ fn commit_loop(shared: &Shared, api: &dyn CtdbApi, db: &str) {
     }
 }
 
+/// A value this store can hand back as it was given: not empty (an empty record is how
+/// CTDB persistent databases mark a deletion) and without a NUL byte (`ctdb pfetch` prints
+/// values with "%.*s", which stops at the first NUL; see `ctdb::parse_pfetch`).
+fn check_value(key: &str, value: &[u8]) -> Result<(), StoreError> {
+    let why = if value.is_empty() {
+        "it is empty, which is how CTDB marks a deleted record"
+    } else if value.contains(&0) {
+        "it has a NUL byte, and `ctdb pfetch` prints values only up to the first one"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::BadValue {
+        key: key.to_string(),
+        why,
+    })
+}
+
 impl Store for CtdbStore {
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         check_key(key)?;
-        if value.is_empty() {
-            // An empty record is how CTDB persistent databases mark a deletion.
-            return Err(StoreError::BadKey(format!("{key} (empty value)")));
-        }
+        check_value(key, value)?;
         self.write(vec![(key.as_bytes().to_vec(), Some(value.to_vec()))], key)
     }
 
     fn put_many(&self, writes: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         for (key, value) in writes {
             check_key(key)?;
-            if value.is_empty() {
-                return Err(StoreError::BadKey(format!("{key} (empty value)")));
-            }
+            check_value(key, value)?;
         }
         let what = format!("{} record(s)", writes.len());
         self.write(
@@ -376,6 +388,25 @@ mod tests {
         );
         let n = fake.transactions.load(Ordering::SeqCst);
         assert!(n < 64, "64 writers took {n} transactions: no grouping");
+    }
+
+    /// Seen writing the pfetch formatter for `ctdb::fuzz` from the tool: `ctdb pfetch`
+    /// prints "%.*s\n", so a value with a NUL would come back cut at it. Such a value (and
+    /// an empty one, CTDB's deletion mark) is refused, not stored.
+    #[test]
+    fn values_that_cannot_be_read_back_are_refused() {
+        let fake = Arc::new(FakeCtdb::default());
+        let store = CtdbStore::open(Box::new(fake.clone()), "t.tdb").unwrap();
+        for bad in [&b""[..], b"v1 a\0b", b"\0"] {
+            let err = store.put("k", bad).unwrap_err();
+            assert!(matches!(err, StoreError::BadValue { .. }), "{err}");
+            let err = store
+                .put_many(&[("j".into(), b"ok".to_vec()), ("k".into(), bad.to_vec())])
+                .unwrap_err();
+            assert!(err.to_string().contains("\"k\""), "{err}");
+        }
+        assert_eq!(fake.transactions.load(Ordering::SeqCst), 0);
+        store.put("k", b"v1 fine").unwrap();
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum StoreError {
     },
     /// The key cannot be stored (contains a newline or NUL).
     BadKey(String),
+    /// This store cannot keep the value under `key` as given; `why` says what is wrong.
+    BadValue { key: String, why: &'static str },
 }
 
 impl fmt::Display for StoreError {
@@ -42,6 +44,9 @@ impl fmt::Display for StoreError {
                     f,
                     "key {key:?} cannot be stored: it contains a newline or NUL"
                 )
+            }
+            StoreError::BadValue { key, why } => {
+                write!(f, "the value of key {key:?} cannot be stored: {why}")
             }
         }
     }

@@ -95,6 +95,7 @@ impl Report {
     }
 }
 
+#[derive(Clone, Debug, PartialEq)]
 enum Stage {
     GetPort,
     Notify { port: u16, name: usize },
@@ -269,17 +270,10 @@ pub fn notify_with(
             Err(e) => return Err(e),
         };
         let msg = &buf[..n];
-        let Ok(xid) = reply_xid(msg) else {
+        let Some(xid) = answered_request(&pending, msg, from) else {
             ignored += 1;
             continue;
         };
-        // A reply counts only from the address its request went to: another host (another
-        // NFS client, say) must not answer for a client and mark it as having no statd.
-        let from_asked = pending.get(&xid).is_some_and(|p| same_endpoint(p.to, from));
-        if !from_asked {
-            ignored += 1;
-            continue;
-        }
         let Some(p) = pending.remove(&xid) else {
             continue;
         };
@@ -287,26 +281,7 @@ pub fn notify_with(
             fresh -= 1;
         }
         let client = p.client;
-        let next = match (&stages[client], parse_reply(msg, xid)) {
-            (Stage::GetPort, Ok(body)) => match XdrReader::new(body).u32("port") {
-                Ok(0) => Stage::Done(Outcome::NoStatd),
-                Ok(port) if port <= u32::from(u16::MAX) => Stage::Notify {
-                    port: port as u16,
-                    name: 0,
-                },
-                Ok(port) => {
-                    Stage::Done(Outcome::Failed(format!("portmapper returned port {port}")))
-                }
-                Err(e) => Stage::Done(Outcome::Failed(format!("GETPORT reply: {e}"))),
-            },
-            (Stage::Notify { port, name }, Ok(_)) if name + 1 < plan.names.len() => Stage::Notify {
-                port: *port,
-                name: name + 1,
-            },
-            (Stage::Notify { .. }, Ok(_)) => Stage::Done(Outcome::Notified),
-            (_, Err(e)) => Stage::Done(Outcome::Failed(e.to_string())),
-            (Stage::Done(o), Ok(_)) => Stage::Done(o.clone()),
-        };
+        let next = next_stage(&stages[client], msg, xid, plan.names.len());
         if let Stage::Notify { port, name } = next {
             // An admitted client goes on regardless of the window: it holds its place.
             let args = encode_sm_notify(&plan.names[name], plan.state);
@@ -354,6 +329,41 @@ pub fn notify_with(
         sent,
         ignored,
     })
+}
+
+/// The request of ours a datagram from `from` answers, if any: its xid must be one we are
+/// waiting for, and it must come from the address that request went to (another host,
+/// another NFS client say, must not answer for a client and mark it as having no statd).
+fn answered_request(pending: &HashMap<u32, Pending>, msg: &[u8], from: SocketAddr) -> Option<u32> {
+    let xid = reply_xid(msg).ok()?;
+    pending
+        .get(&xid)
+        .is_some_and(|p| same_endpoint(p.to, from))
+        .then_some(xid)
+}
+
+/// Where a client goes after the reply `msg` to its request `xid` in `stage`: GETPORT's
+/// result is one unsigned int (RFC 1833; what follows it is not read), 0 meaning statd is
+/// not registered; SM_NOTIFY's result (void) is not read. A reply that is not an accepted
+/// success, or a port that is not one, ends the client as Failed, saying why.
+fn next_stage(stage: &Stage, msg: &[u8], xid: u32, names: usize) -> Stage {
+    match (stage, parse_reply(msg, xid)) {
+        (Stage::GetPort, Ok(body)) => match XdrReader::new(body).u32("port") {
+            Ok(0) => Stage::Done(Outcome::NoStatd),
+            Ok(port) => match u16::try_from(port) {
+                Ok(port) => Stage::Notify { port, name: 0 },
+                Err(_) => Stage::Done(Outcome::Failed(format!("portmapper returned port {port}"))),
+            },
+            Err(e) => Stage::Done(Outcome::Failed(format!("GETPORT reply: {e}"))),
+        },
+        (Stage::Notify { port, name }, Ok(_)) if name + 1 < names => Stage::Notify {
+            port: *port,
+            name: name + 1,
+        },
+        (Stage::Notify { .. }, Ok(_)) => Stage::Done(Outcome::Notified),
+        (_, Err(e)) => Stage::Done(Outcome::Failed(e.to_string())),
+        (Stage::Done(o), Ok(_)) => Stage::Done(o.clone()),
+    }
 }
 
 /// The same address and port, an IPv4-mapped IPv6 address being the IPv4 one.
@@ -613,5 +623,370 @@ mod tests {
                 .map(|b| XdrReader::new(b).u32("port").is_ok());
             assert_ne!(r, Some(true), "cut {cut}");
         }
+    }
+}
+
+/// Property-based fuzzing of the reply path (issue 15; docs/fuzzing.md): which datagram
+/// answers which request (xid and source checks), and what a GETPORT or SM_NOTIFY reply
+/// does to its client, against replies written out by hand from RFC 5531 and RFC 1833:
+/// round trips, every truncation, mutations, arbitrary datagrams. 512 cases per property;
+/// PROPTEST_CASES=N for a long run.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::{config, peak_bytes};
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[derive(Debug, Clone)]
+    enum Answer {
+        /// Accepted, SUCCESS, with these result bytes (GETPORT: the port word first).
+        Success(Vec<u8>),
+        /// Accepted with another accept_stat (1..=5, with PROG_MISMATCH's two words).
+        NotAccepted(u32),
+        /// MSG_DENIED: RPC_MISMATCH or AUTH_ERROR.
+        Denied(u32),
+    }
+
+    fn word(v: u32) -> Vec<u8> {
+        v.to_be_bytes().to_vec()
+    }
+
+    /// RFC 5531 by hand; also how long the header before the results is.
+    fn reply(xid: u32, verf: &[u8], a: &Answer) -> (Vec<u8>, usize) {
+        let mut m = [word(xid), word(1)].concat();
+        match a {
+            Answer::Success(_) | Answer::NotAccepted(_) => {
+                m.extend(word(0)); // MSG_ACCEPTED
+                m.extend(word(1)); // AUTH_SYS verifier flavour: any is taken
+                m.extend(word(verf.len() as u32));
+                m.extend_from_slice(verf);
+                m.resize(m.len().div_ceil(4) * 4, 0);
+                match a {
+                    Answer::NotAccepted(stat) => {
+                        m.extend(word(*stat));
+                        if *stat == 2 {
+                            m.extend([word(1), word(1)].concat());
+                        }
+                    }
+                    Answer::Success(results) => {
+                        m.extend(word(0));
+                        let header = m.len();
+                        m.extend_from_slice(results);
+                        return (m, header);
+                    }
+                    Answer::Denied(_) => unreachable!(),
+                }
+            }
+            Answer::Denied(stat) => {
+                m.extend([word(1), word(*stat), word(5), word(6)].concat());
+            }
+        }
+        let len = m.len();
+        (m, len)
+    }
+
+    fn answer() -> impl Strategy<Value = Answer> {
+        let port = prop_oneof![
+            Just(0u32),
+            1u32..=65535,
+            Just(65536u32),
+            Just(u32::MAX),
+            any::<u32>()
+        ];
+        prop_oneof![
+            4 => (port, prop::collection::vec(any::<u8>(), 0..8))
+                .prop_map(|(p, rest)| Answer::Success([word(p), rest].concat())),
+            1 => prop::collection::vec(any::<u8>(), 0..4).prop_map(Answer::Success),
+            1 => (1u32..=5).prop_map(Answer::NotAccepted),
+            1 => (0u32..=1).prop_map(Answer::Denied),
+        ]
+    }
+
+    fn stage(names: usize) -> impl Strategy<Value = Stage> {
+        prop_oneof![
+            Just(Stage::GetPort),
+            (any::<u16>(), 0..names).prop_map(|(port, name)| Stage::Notify { port, name }),
+            Just(Stage::Done(Outcome::NoStatd)),
+        ]
+    }
+
+    /// What RFC 1833 and the sender's stages say a reply means, read independently.
+    fn expected(stage: &Stage, a: &Answer, names: usize) -> Stage {
+        let failed = Stage::Done(Outcome::Failed(String::new()));
+        match (stage, a) {
+            (Stage::GetPort, Answer::Success(r)) if r.len() >= 4 => {
+                match u32::from_be_bytes([r[0], r[1], r[2], r[3]]) {
+                    0 => Stage::Done(Outcome::NoStatd),
+                    p if p <= 65535 => Stage::Notify {
+                        port: p as u16,
+                        name: 0,
+                    },
+                    _ => failed,
+                }
+            }
+            (Stage::GetPort, _) => failed,
+            (Stage::Notify { port, name }, Answer::Success(_)) => {
+                if name + 1 < names {
+                    Stage::Notify {
+                        port: *port,
+                        name: name + 1,
+                    }
+                } else {
+                    Stage::Done(Outcome::Notified)
+                }
+            }
+            (Stage::Done(o), Answer::Success(_)) => Stage::Done(o.clone()),
+            (_, _) => failed,
+        }
+    }
+
+    /// Failed's message is free text: compared by kind only, and it must say something.
+    fn same(got: &Stage, want: &Stage) -> bool {
+        match (got, want) {
+            (Stage::Done(Outcome::Failed(why)), Stage::Done(Outcome::Failed(_))) => !why.is_empty(),
+            _ => got == want,
+        }
+    }
+
+    fn next_checked(
+        stage: &Stage,
+        msg: &[u8],
+        xid: u32,
+        names: usize,
+    ) -> Result<Stage, TestCaseError> {
+        let (next, peak) = peak_bytes(|| next_stage(stage, msg, xid, names));
+        prop_assert!(
+            peak <= 1024,
+            "{} bytes live deciding on a {}-byte reply",
+            peak,
+            msg.len()
+        );
+        Ok(next)
+    }
+
+    fn sock() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<u32>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port)),
+            (any::<u128>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port)),
+        ]
+    }
+
+    /// How the reply's source relates to where the request went.
+    #[derive(Debug, Clone, Copy)]
+    enum From {
+        Same,
+        /// The IPv4 address as an IPv4-mapped IPv6 one (a dual-stack socket), or back.
+        Mapped,
+        OtherPort(u16),
+        OtherHost(u32),
+    }
+
+    fn from_strategy() -> impl Strategy<Value = From> {
+        prop_oneof![
+            Just(From::Same),
+            Just(From::Mapped),
+            (1u16..).prop_map(From::OtherPort),
+            (1u32..).prop_map(From::OtherHost),
+        ]
+    }
+
+    /// The source for `how`, and whether the reply counts.
+    fn source(to: SocketAddr, how: From) -> (SocketAddr, bool) {
+        match how {
+            From::Same => (to, true),
+            From::Mapped => match to.ip() {
+                IpAddr::V4(v4) => (
+                    SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), to.port()),
+                    true,
+                ),
+                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) => (SocketAddr::new(IpAddr::V4(v4), to.port()), true),
+                    None => (to, true),
+                },
+            },
+            From::OtherPort(d) => (SocketAddr::new(to.ip(), to.port().wrapping_add(d)), false),
+            From::OtherHost(d) => {
+                let ip = match to.ip() {
+                    IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4).wrapping_add(d))),
+                    IpAddr::V6(v6) => {
+                        IpAddr::V6(Ipv6Addr::from(u128::from(v6).wrapping_add(u128::from(d))))
+                    }
+                };
+                (SocketAddr::new(ip, to.port()), false)
+            }
+        }
+    }
+
+    fn pending_of(requests: &[(u32, SocketAddr)]) -> HashMap<u32, Pending> {
+        requests
+            .iter()
+            .enumerate()
+            .map(|(client, &(xid, to))| {
+                (
+                    xid,
+                    Pending {
+                        client,
+                        msg: Vec::new(),
+                        to,
+                        interval: Duration::from_millis(1),
+                        sends: 1,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(config("nsm"))]
+
+        /// (d) Replies as a portmapper and statd send them move the client as RFC 1833
+        /// says: port 0 is "no statd", a port over 65535 a failure, results after the port
+        /// are not read; any other reply fails the client, saying why.
+        #[test]
+        fn replies_move_clients_as_the_protocols_say(
+            names in 1usize..4,
+            st in (1usize..4).prop_flat_map(stage),
+            xid in any::<u32>(),
+            verf in prop::collection::vec(any::<u8>(), 0..=400),
+            a in answer(),
+        ) {
+            let st = match st {
+                Stage::Notify { port, name } => Stage::Notify { port, name: name % names },
+                s => s,
+            };
+            let (msg, _) = reply(xid, &verf, &a);
+            let got = next_checked(&st, &msg, xid, names)?;
+            let want = expected(&st, &a, names);
+            prop_assert!(same(&got, &want), "{:?} then {:?}: got {:?}, want {:?}", st, a, got, want);
+        }
+
+        /// (b) A GETPORT reply cut before the end of its port word fails the client: never
+        /// "no statd", never a port read from a shorter word.
+        #[test]
+        fn every_truncation_of_a_getport_reply_fails_the_client(
+            xid in any::<u32>(),
+            verf in prop::collection::vec(any::<u8>(), 0..=40),
+            port in any::<u32>(),
+            rest in prop::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let a = Answer::Success([word(port), rest].concat());
+            let (msg, header) = reply(xid, &verf, &a);
+            let whole = expected(&Stage::GetPort, &a, 2);
+            for cut in 0..msg.len() {
+                let got = next_checked(&Stage::GetPort, &msg[..cut], xid, 2)?;
+                if cut >= header + 4 {
+                    prop_assert!(same(&got, &whole), "cut {}: {:?}", cut, got);
+                } else {
+                    prop_assert!(
+                        matches!(&got, Stage::Done(Outcome::Failed(why)) if !why.is_empty()),
+                        "cut {}: {:?}", cut, got
+                    );
+                }
+            }
+        }
+
+        /// (c) Mutated replies (bit flips, rewritten words such as a verifier length of
+        /// u32::MAX) never panic, and a client only moves on when the mutated reply still
+        /// reads, independently, as an accepted success to its xid.
+        #[test]
+        fn mutated_replies_move_a_client_only_when_still_valid(
+            xid in any::<u32>(),
+            verf in prop::collection::vec(any::<u8>(), 0..=16),
+            a in answer(),
+            flips in prop::collection::vec((any::<Index>(), any::<u8>()), 0..3),
+            words in prop::collection::vec(
+                (any::<Index>(), prop_oneof![Just(u32::MAX), Just(401u32), Just(0u32), any::<u32>()]),
+                0..2,
+            ),
+        ) {
+            let (mut msg, _) = reply(xid, &verf, &a);
+            for (at, w) in &words {
+                let i = at.index(msg.len() / 4) * 4;
+                msg[i..i + 4].copy_from_slice(&w.to_be_bytes());
+            }
+            for (at, x) in &flips {
+                let i = at.index(msg.len());
+                msg[i] ^= x;
+            }
+            let got = next_checked(&Stage::GetPort, &msg, xid, 2)?;
+            let still = success_results(&msg, xid);
+            match still {
+                Some(results) => {
+                    let want = expected(&Stage::GetPort, &Answer::Success(results), 2);
+                    prop_assert!(same(&got, &want), "got {:?}, want {:?}", got, want);
+                }
+                None => prop_assert!(matches!(got, Stage::Done(Outcome::Failed(_))), "{:?}", got),
+            }
+        }
+
+        /// (a) Arbitrary datagrams in every stage: never a panic, never a move on.
+        #[test]
+        fn arbitrary_datagrams_fail_or_are_ignored(
+            bytes in prop::collection::vec(any::<u8>(), 0..64),
+            xid in any::<u32>(),
+            names in 1usize..3,
+        ) {
+            let mut msg = word(xid);
+            msg.extend_from_slice(&bytes);
+            for st in [Stage::GetPort, Stage::Notify { port: 1, name: 0 }] {
+                let got = next_checked(&st, &msg, xid, names)?;
+                if success_results(&msg, xid).is_none() {
+                    prop_assert!(matches!(got, Stage::Done(Outcome::Failed(_))), "{:?}", got);
+                }
+                next_checked(&st, &bytes, xid, names)?;
+            }
+        }
+
+        /// A datagram answers a request only when its xid is one we wait for and it comes
+        /// from the address that request went to (an IPv4-mapped form of it included):
+        /// another host or port is ignored, whatever the datagram says.
+        #[test]
+        fn replies_count_only_from_the_address_asked(
+            requests in prop::collection::vec((any::<u32>(), sock()), 1..8),
+            which in any::<Index>(),
+            known_xid in any::<bool>(),
+            stray_xid in any::<u32>(),
+            how in from_strategy(),
+            rest in prop::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let pending = pending_of(&requests);
+            let (xid, to) = requests[which.index(requests.len())];
+            // A duplicate xid in `requests` keeps the last request's address.
+            let to = pending.get(&xid).map_or(to, |p| p.to);
+            let (from, counts) = source(to, how);
+            let xid = if known_xid { xid } else { stray_xid };
+            let mut msg = word(xid);
+            msg.extend_from_slice(&rest);
+            let want = (pending.contains_key(&xid) && counts).then_some(xid);
+            prop_assert_eq!(answered_request(&pending, &msg, from), want);
+            // Fewer than four bytes carry no xid: nobody's answer.
+            for cut in 0..4 {
+                prop_assert_eq!(answered_request(&pending, &msg[..cut], from), None);
+            }
+        }
+    }
+
+    /// An independent reading of an accepted-success reply to `xid`: its results.
+    fn success_results(msg: &[u8], xid: u32) -> Option<Vec<u8>> {
+        let w = |i: usize| {
+            msg.get(i..i + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        if w(0)? != xid || w(4)? != 1 || w(8)? != 0 {
+            return None;
+        }
+        let vlen = w(16)? as usize;
+        if vlen > 400 {
+            return None;
+        }
+        let padded = vlen.div_ceil(4) * 4;
+        if msg.get(20 + vlen..20 + padded)?.iter().any(|&b| b != 0) {
+            return None;
+        }
+        (w(20 + padded)? == 0).then(|| msg[24 + padded..].to_vec())
     }
 }

@@ -417,3 +417,200 @@ mod tests {
         assert!(GraceRecord::decode(b"v1 in_grace=2").is_err());
     }
 }
+
+/// Property-based fuzzing of the stored values' decoders (issue 15; docs/fuzzing.md):
+/// ClientRecord, GraceRecord and `v4@` keys, with round trips, every truncation of an
+/// encoding, mutations and arbitrary bytes. 512 cases per property; PROPTEST_CASES=N for a
+/// long run.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::{config, peak_bytes};
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    fn client_record() -> impl Strategy<Value = ClientRecord> {
+        (
+            any::<u64>(),
+            prop_oneof![
+                // What the backend writes: <Node_Id>.<epoch>.
+                ("[A-Za-z0-9._-]{1,64}", any::<u64>()).prop_map(|(n, e)| format!("{n}.{e}")),
+                // Anything the decoder takes: no space, not empty.
+                "[^ ]{1,40}",
+            ],
+            // Revoked handles as add_revoke_fh encodes them (NFSv4 handles are 1 to 128 bytes).
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 1..=128), 0..4),
+            prop::option::of(any::<bool>()),
+        )
+            .prop_map(|(clientid, stamp, fhs, reclaim_complete)| ClientRecord {
+                clientid,
+                stamp,
+                revoked: fhs.iter().map(|f| base64url(f)).collect(),
+                reclaim_complete,
+            })
+    }
+
+    /// Records as the backend keeps them: `need_grace` is "recovering or held", which the
+    /// encoding does not store separately.
+    fn grace_record() -> impl Strategy<Value = GraceRecord> {
+        (
+            any::<u64>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<u64>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(epoch, recovering, held, cluster_epoch, enforcing)| GraceRecord {
+                    epoch,
+                    recovering,
+                    held,
+                    cluster: NodeGrace {
+                        epoch: cluster_epoch,
+                        need_grace: recovering || held,
+                        enforcing,
+                    },
+                },
+            )
+    }
+
+    /// Text with the decoders' words over-represented, plus arbitrary bytes.
+    fn near_valid() -> impl Strategy<Value = Vec<u8>> {
+        let word = prop_oneof![
+            Just("v1".to_string()),
+            Just("clientid=".to_string()),
+            Just("stamp=".to_string()),
+            Just("rc=".to_string()),
+            Just("rfh=".to_string()),
+            Just("epoch=".to_string()),
+            Just("in_grace=".to_string()),
+            Just("held=".to_string()),
+            Just("enforcing=".to_string()),
+            Just("cluster_epoch=".to_string()),
+            Just("18446744073709551616".to_string()),
+            Just("-1".to_string()),
+            "[0-9]{1,3}",
+            "[a-zA-Z0-9=_-]{1,6}",
+            Just(" ".to_string()),
+            Just("=".to_string()),
+        ];
+        prop_oneof![
+            3 => prop::collection::vec(word, 0..12).prop_map(|w| w.concat().into_bytes()),
+            1 => prop::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    fn server_ip() -> impl Strategy<Value = ServerIp> {
+        prop_oneof![
+            Just(ServerIp::Local),
+            any::<u32>().prop_map(|v| ServerIp::Ip(IpAddr::V4(Ipv4Addr::from(v)))),
+            any::<u128>().prop_map(|v| ServerIp::Ip(IpAddr::V6(Ipv6Addr::from(v)))),
+        ]
+    }
+
+    /// Error texts quote at most a few dozen characters of the input, however long it is.
+    fn short(e: &DecodeError) -> bool {
+        !e.0.is_empty() && e.0.chars().count() <= 120
+    }
+
+    proptest! {
+        #![proptest_config(config("records"))]
+
+        /// (d) A client record decodes to what was encoded.
+        #[test]
+        fn client_records_round_trip(r in client_record()) {
+            prop_assert_eq!(ClientRecord::decode(&r.encode()), Ok(r));
+        }
+
+        /// (b) Every prefix of an encoded client record is an error or, cut inside its last
+        /// value (the format has no terminator), a record that encodes back to that prefix.
+        #[test]
+        fn client_record_prefixes_are_errors_or_themselves(r in client_record()) {
+            let bytes = r.encode();
+            for cut in 0..bytes.len() {
+                match ClientRecord::decode(&bytes[..cut]) {
+                    Ok(p) => prop_assert_eq!(p.encode(), bytes[..cut].to_vec(), "cut {}", cut),
+                    Err(e) => prop_assert!(short(&e), "{}", e),
+                }
+            }
+        }
+
+        /// (c)(a) Mutated records and arbitrary bytes: a value or a short error; whatever
+        /// decodes re-encodes to something that decodes to the same record.
+        #[test]
+        fn client_record_garbage_is_an_error_or_a_stable_record(
+            r in client_record(),
+            flips in prop::collection::vec((any::<Index>(), any::<u8>()), 0..3),
+            garbage in near_valid(),
+        ) {
+            let mut bytes = r.encode();
+            for (at, x) in &flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= x;
+            }
+            for input in [&bytes[..], &garbage[..], &[b"v1 ".as_slice(), &garbage].concat()[..]] {
+                let (res, peak) = peak_bytes(|| ClientRecord::decode(input));
+                prop_assert!(peak <= 4 * input.len() as u64 + 1024);
+                match res {
+                    Ok(d) => prop_assert_eq!(ClientRecord::decode(&d.encode()), Ok(d)),
+                    Err(e) => prop_assert!(short(&e), "{}", e),
+                }
+            }
+        }
+
+        /// (d) A grace record decodes to what was encoded.
+        #[test]
+        fn grace_records_round_trip(g in grace_record()) {
+            prop_assert_eq!(GraceRecord::decode(&g.encode()), Ok(g));
+        }
+
+        /// (b)(c)(a) Prefixes, mutations, arbitrary bytes: a short error or a record that is
+        /// stable under encode and decode (records written before cluster grace included).
+        #[test]
+        fn grace_record_garbage_is_an_error_or_a_stable_record(
+            g in grace_record(),
+            flips in prop::collection::vec((any::<Index>(), any::<u8>()), 0..3),
+            garbage in near_valid(),
+        ) {
+            let whole = g.encode();
+            let mut flipped = whole.clone();
+            for (at, x) in &flips {
+                let i = at.index(flipped.len());
+                flipped[i] ^= x;
+            }
+            let mut inputs: Vec<Vec<u8>> = (0..whole.len()).map(|c| whole[..c].to_vec()).collect();
+            inputs.push(flipped);
+            inputs.push(garbage.clone());
+            inputs.push([b"v1 ".as_slice(), &garbage].concat());
+            for input in &inputs {
+                match GraceRecord::decode(input) {
+                    Ok(d) => prop_assert_eq!(GraceRecord::decode(&d.encode()), Ok(d)),
+                    Err(e) => prop_assert!(short(&e), "{}", e),
+                }
+            }
+        }
+
+        /// (d) `v4@<ip>@<tag>` keys split back into their IP and tag, for any tag (tags may
+        /// hold '@': Ganesha's tags copy printable owners), including real recovery tags.
+        #[test]
+        fn v4_keys_round_trip(
+            ip in server_ip(),
+            tag in prop_oneof!["[^\n]{1,40}".prop_map(|t| t), (
+                prop::option::of("[0-9a-f:.]{1,20}"),
+                prop::collection::vec(any::<u8>(), 0..80),
+            ).prop_map(|(addr, owner)| recovery_tag(addr.as_deref(), &owner))],
+        ) {
+            let key = v4_key(&ip, &tag);
+            prop_assert_eq!(parse_v4_key(&key), Some((ip, tag.as_str())));
+        }
+
+        /// (a) Arbitrary keys: never a panic; a key that parses names a tag it ends with.
+        #[test]
+        fn v4_key_parsing_never_panics(key in "(v4@)?[0-9a-f:.@lcoa]{0,30}") {
+            if let Some((_, tag)) = parse_v4_key(&key) {
+                prop_assert!(!tag.is_empty() && key.ends_with(tag));
+            }
+        }
+    }
+}

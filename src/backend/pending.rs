@@ -64,13 +64,14 @@ pub struct PendingStatus {
 
 impl PendingStatus {
     pub fn encode(&self) -> Vec<u8> {
-        // The error text last: it may hold spaces, never a newline.
+        // The error text last: it may hold spaces, never a newline, nor a NUL (the ctdb
+        // store refuses values with one: `ctdb pfetch` could not return them whole).
         format!(
             "v1 count={} since={} lost={} error={}",
             self.count,
             self.since_unix,
             self.lost,
-            self.error.replace('\n', " ")
+            self.error.replace(['\n', '\0'], " ")
         )
         .into_bytes()
     }
@@ -542,5 +543,61 @@ mod tests {
             PendingStatus::decode(b"v1 count=x since=1 lost=0 error="),
             None
         );
+    }
+}
+
+/// Property-based fuzzing of `pending@<node>`'s decoder (issue 15; docs/fuzzing.md): round
+/// trips, every truncation, arbitrary bytes. 512 cases per property; PROPTEST_CASES=N for
+/// a long run.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::config;
+    use proptest::prelude::*;
+
+    fn status() -> impl Strategy<Value = PendingStatus> {
+        (
+            any::<usize>(),
+            any::<u64>(),
+            any::<u64>(),
+            "(\\PC|[\n\0 ]){0,60}",
+        )
+            .prop_map(|(count, since_unix, lost, error)| PendingStatus {
+                count,
+                since_unix,
+                lost,
+                error,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config("pending"))]
+
+        /// (d) The status decodes to what was encoded, the error text with its newlines and
+        /// NULs as spaces (the error text may itself hold " lost=" or " error=").
+        #[test]
+        fn pending_status_round_trips(s in status(), tricky in prop::sample::select(vec!["", " lost=1", " error=x", " since=2"])) {
+            let s = PendingStatus { error: format!("{}{tricky}", s.error), ..s };
+            let bytes = s.encode();
+            prop_assert!(!bytes.contains(&0) && !bytes.contains(&b'\n'));
+            let want = PendingStatus { error: s.error.replace(['\n', '\0'], " "), ..s };
+            prop_assert_eq!(PendingStatus::decode(&bytes), Some(want));
+        }
+
+        /// (b)(a) Prefixes and arbitrary bytes: nothing, or a status that encodes back to
+        /// the input (every number whole: a prefix cut inside one misses the next field).
+        #[test]
+        fn pending_status_prefixes_and_garbage(s in status(), garbage in prop::collection::vec(any::<u8>(), 0..80)) {
+            let bytes = s.encode();
+            for cut in 0..bytes.len() {
+                if let Some(p) = PendingStatus::decode(&bytes[..cut]) {
+                    prop_assert_eq!(p.encode(), bytes[..cut].to_vec(), "cut {}", cut);
+                }
+            }
+            if let Some(p) = PendingStatus::decode(&garbage) {
+                let want = PendingStatus { error: p.error.replace(['\n', '\0'], " "), ..p.clone() };
+                prop_assert_eq!(PendingStatus::decode(&p.encode()), Some(want));
+            }
+        }
     }
 }

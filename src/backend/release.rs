@@ -87,12 +87,15 @@ impl ReleaseOutcome {
 }
 
 /// "<ip>:<token>" or "all:<token>" (an IPv6 address has colons: the token is the last field).
+/// A token has a character that no IPv6 group has (the event script's are "<pid>-<ns>"):
+/// otherwise "fd00::1:2" would read as fd00::1 with token "2", and a verb cut short, or
+/// missing its token, would release another IP.
 fn parse(what: &str) -> Option<(Scope, &str)> {
     let (scope, token) = what.rsplit_once(':')?;
-    if token.is_empty()
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        || token.bytes().all(|b| b.is_ascii_hexdigit())
     {
         return None;
     }
@@ -358,6 +361,25 @@ mod tests {
         assert!(ganesha.live.lock().unwrap().is_empty());
     }
 
+    /// Found by `fuzz::release_verbs_round_trip`: "::1:0:0:A" cut to "::1:0" read as IP ::1
+    /// with token "0", so a verb cut short (or without its token) released another IP.
+    #[test]
+    fn a_verb_cut_short_never_names_another_ip() {
+        for bad in [
+            "::1:0",
+            "fd00::1:2",
+            "fd00::1:abc",
+            "10.0.0.1:",
+            "all:",
+            "all:ff",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+        let ip: IpAddr = "fd00::1:2".parse().unwrap();
+        assert_eq!(parse("fd00::1:2:12-34"), Some((Scope::Ip(ip), "12-34")));
+        assert_eq!(parse("all:t7"), Some((Scope::All, "t7")));
+    }
+
     #[test]
     fn outcome_round_trip() {
         let o = ReleaseOutcome {
@@ -373,6 +395,85 @@ mod tests {
             b"v1 token=a",
         ] {
             assert_eq!(ReleaseOutcome::decode(bad), None, "{bad:?}");
+        }
+    }
+}
+
+/// Property-based fuzzing of the release verb's argument and `release@<node>`'s value
+/// (issue 15; docs/fuzzing.md): round trips, every truncation, arbitrary text. 512 cases
+/// per property; PROPTEST_CASES=N for a long run.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::config;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn scope() -> impl Strategy<Value = Scope> {
+        prop_oneof![
+            Just(Scope::All),
+            any::<u32>().prop_map(|v| Scope::Ip(IpAddr::V4(Ipv4Addr::from(v)))),
+            any::<u128>().prop_map(|v| Scope::Ip(IpAddr::V6(Ipv6Addr::from(v)))),
+            // Zero groups, so that addresses are written with "::".
+            prop::array::uniform8(prop_oneof![Just(0u16), any::<u16>()])
+                .prop_map(|g| Scope::Ip(IpAddr::V6(Ipv6Addr::from(g)))),
+        ]
+    }
+
+    /// Tokens as the event script makes them ("<pid>-<ns>"), and any other of letters,
+    /// digits and '-' with one that is not a hex digit.
+    const TOKEN: &str = "[0-9]{1,7}-[0-9]{1,20}|[A-Za-z0-9-]{0,8}[g-zG-Z-][A-Za-z0-9-]{0,8}";
+
+    proptest! {
+        #![proptest_config(config("release"))]
+
+        /// (d) "<ip>:<token>" and "all:<token>" read back as sent, IPv6 addresses (colons
+        /// and all) included; (b) no prefix reads as another IP with the token.
+        #[test]
+        fn release_verbs_round_trip(s in scope(), token in TOKEN) {
+            let what = match s {
+                Scope::All => format!("all:{token}"),
+                Scope::Ip(ip) => format!("{ip}:{token}"),
+            };
+            prop_assert_eq!(parse(&what), Some((s, token.as_str())));
+            for cut in 0..what.len() {
+                if let Some((_, t)) = parse(&what[..cut]) {
+                    // Only a cut inside the token can still parse, with a shorter token.
+                    prop_assert!(token.starts_with(t) && t.len() < token.len(), "cut {}", cut);
+                }
+            }
+        }
+
+        /// (a) Arbitrary verbs: never a panic; a token taken is plain and could not be the
+        /// last group of an IPv6 address.
+        #[test]
+        fn release_verbs_arbitrary_text(what in "[0-9a-fA-Z:.l -]{0,40}|\\PC{0,20}") {
+            if let Some((_, token)) = parse(&what) {
+                prop_assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+                prop_assert!(!token.bytes().all(|b| b.is_ascii_hexdigit()));
+            }
+        }
+
+        /// (d)(b)(a) `release@<node>`: round trip; prefixes and garbage are nothing or a
+        /// stable outcome.
+        #[test]
+        fn release_outcomes_round_trip(
+            token in TOKEN,
+            clients in any::<usize>(),
+            left in any::<usize>(),
+            garbage in "(v1 |token=|clients=|left=|[0-9]{1,3}| |[a-z=-]{1,4}){0,8}",
+        ) {
+            let o = ReleaseOutcome { token, clients, left };
+            let bytes = o.encode();
+            prop_assert_eq!(ReleaseOutcome::decode(&bytes), Some(o));
+            for cut in 0..bytes.len() {
+                if let Some(p) = ReleaseOutcome::decode(&bytes[..cut]) {
+                    prop_assert_eq!(p.encode(), bytes[..cut].to_vec());
+                }
+            }
+            if let Some(p) = ReleaseOutcome::decode(garbage.as_bytes()) {
+                prop_assert_eq!(ReleaseOutcome::decode(&p.encode()), Some(p));
+            }
         }
     }
 }

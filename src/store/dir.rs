@@ -386,7 +386,9 @@ pub fn decode_file_name(name: &str) -> Option<String> {
         }
     }
     let key = String::from_utf8(out).ok()?;
-    // Only the canonical encoding names a key (rejects e.g. "%41" for "A").
+    // Only the canonical encoding names a key (rejects e.g. "%41" for "A"), and only of a
+    // key the store takes (not "%0A", "%00" or "").
+    check_key(&key).ok()?;
     (encode_key(&key) == name).then_some(key)
 }
 
@@ -432,6 +434,15 @@ mod tests {
         assert_eq!(decode_file_name("a%4"), None);
         assert_eq!(decode_file_name("a b"), None);
         assert_eq!(decode_file_name("%ZZ"), None);
+    }
+
+    /// Found by `fuzz::only_canonical_names_decode`: "%00" and "%0A" decoded to keys with a
+    /// NUL or newline, which no store entry can have (and "" to the empty key).
+    #[test]
+    fn names_of_keys_the_store_refuses_are_not_keys() {
+        for name in ["", "%00", "%0A", "a%0Ab", "%00%0A"] {
+            assert_eq!(decode_file_name(name), None, "{name}");
+        }
     }
 
     #[test]
@@ -569,5 +580,133 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = DirStore::open(dir.path()).unwrap();
         matches!(store.put("a\nb", b""), Err(StoreError::BadKey(_)))
+    }
+}
+
+/// Property-based fuzzing of the directory store's file-name and entry decoding (issue 15;
+/// docs/fuzzing.md): key <-> file name round trips for any storable key, arbitrary and
+/// mutated names (only a key's canonical name decodes), entries split back into key and
+/// value, and a real directory read back after writes and foreign files. 512 cases per
+/// property (64 for the one that writes files); PROPTEST_CASES=N for a long run.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::config;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use std::collections::BTreeMap;
+
+    /// Keys a store takes: not empty, no newline or NUL; short and long (hashed names),
+    /// with the escaping's own characters over-represented.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => "[^\n\0]{1,40}",
+            3 => "[.%#/@:()a-zA-Z0-9 _-]{1,40}",
+            1 => "[^\n\0]{150,260}",
+            1 => "%[0-9A-F]{2}[.a]{0,3}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config("dir"))]
+
+        /// (d) Every storable key gets a file name that is safe (no '/', no leading '.',
+        /// within NAME_MAX) and decodes back to the key, or, when the escaped key is too
+        /// long, a hashed name that decodes to nothing (the key is read from the file).
+        #[test]
+        fn file_names_round_trip_for_any_key(key in key()) {
+            let name = file_name_for_key(&key);
+            prop_assert!(!name.is_empty() && name.len() <= 255, "{}", name);
+            prop_assert!(!name.contains('/') && !name.starts_with('.'), "{}", name);
+            if name.starts_with(HASHED_PREFIX) {
+                prop_assert!(encode_key(&key).len() > MAX_PLAIN_NAME);
+                prop_assert_eq!(name.len(), 65);
+                prop_assert_eq!(decode_file_name(&name), None);
+            } else {
+                prop_assert_eq!(decode_file_name(&name), Some(key));
+            }
+        }
+
+        /// (c)(a) Names mutated (a character replaced, removed or added, an escape cut) and
+        /// arbitrary names: a name decodes only if it is exactly its key's name.
+        #[test]
+        fn only_canonical_names_decode(
+            key in key(),
+            at in any::<Index>(),
+            with in prop_oneof![Just('%'), Just('.'), Just('#'), Just('a'), any::<char>()],
+            how in 0u8..3,
+            arbitrary in "[%0-9A-Fa-f.+a-z@:() é-]{0,24}",
+        ) {
+            let name = encode_key(&key);
+            let mut chars: Vec<char> = name.chars().collect();
+            let i = at.index(chars.len() + 1);
+            match how {
+                0 if i < chars.len() => chars[i] = with,
+                1 if i < chars.len() => {
+                    chars.remove(i);
+                }
+                _ => chars.insert(i, with),
+            }
+            let mutated: String = chars.into_iter().collect();
+            for name in [mutated.as_str(), arbitrary.as_str()] {
+                if let Some(k) = decode_file_name(name) {
+                    prop_assert_eq!(encode_key(&k), name);
+                    prop_assert!(check_key(&k).is_ok(), "{:?}", k);
+                }
+            }
+        }
+
+        /// (d)(b)(a) An entry splits back into its key and value (values may hold
+        /// newlines); a file cut before its first newline has no key; arbitrary content
+        /// splits only at its first newline.
+        #[test]
+        fn entries_split_into_key_and_value(
+            key in key(),
+            value in prop::collection::vec(any::<u8>(), 0..64),
+            garbage in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let content = [key.as_bytes(), b"\n", &value].concat();
+            prop_assert_eq!(split_entry(&content), Some((key.as_str(), &value[..])));
+            for cut in 0..=key.len() {
+                prop_assert_eq!(split_entry(&content[..cut]), None);
+            }
+            if let Some((k, v)) = split_entry(&garbage) {
+                prop_assert!(!k.contains('\n'));
+                prop_assert_eq!([k.as_bytes(), b"\n", v].concat(), garbage);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: config("dir").cases.div_ceil(8), ..config("dir") })]
+
+        /// (d) Through real files: what was put is what a scan and a get return; a file
+        /// whose name is a key but whose content names another key is skipped, not read
+        /// as either.
+        #[test]
+        fn a_directory_reads_back_what_was_put(
+            writes in prop::collection::vec((key(), prop::collection::vec(any::<u8>(), 0..32)), 1..6),
+            foreign in key(),
+        ) {
+            let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let store = DirStore::open(dir.path()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut want = BTreeMap::new();
+            for (k, v) in &writes {
+                store.put(k, v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                want.insert(k.clone(), v.clone());
+            }
+            prop_assume!(!want.contains_key(&foreign));
+            // A file named for `foreign` holding another key's entry.
+            let (other, _) = want.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap_or_default();
+            fs::write(dir.path().join(file_name_for_key(&foreign)), [other.as_bytes(), b"\nx"].concat())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let scan = store.scan("").map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let got: BTreeMap<String, Vec<u8>> = scan.entries.into_iter().collect();
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(scan.skipped.len(), 1, "{:?}", scan.skipped);
+            for (k, v) in &want {
+                prop_assert_eq!(store.get(k).ok().flatten(), Some(v.clone()));
+            }
+        }
     }
 }

@@ -265,3 +265,142 @@ mod tests {
         assert!(errs[0].to_string().contains("is empty"));
     }
 }
+
+/// Property-based fuzzing of the CTDB_RECOVERY values (issue 15; docs/fuzzing.md): any
+/// mix of set, unset, valid and invalid values is accepted exactly when the documented
+/// rules (docs/configuration.md) accept each, every refusal names its key and quotes its
+/// value, and an accepted Node_Id makes stamps and keys that round trip. 512 cases per
+/// property; PROPTEST_CASES=N for a long run.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::config;
+    use crate::records::{grace_key, ClientRecord};
+    use crate::store::dir::{decode_file_name, file_name_for_key};
+    use proptest::prelude::*;
+
+    fn store() -> impl Strategy<Value = Option<String>> {
+        prop::option::of(prop_oneof![
+            "[dD][iI][rR]",
+            "[cC][tT][dD][bB]",
+            "[ -~]{0,8}",
+            Just(" dir".to_string()),
+        ])
+    }
+
+    fn dir() -> impl Strategy<Value = Option<String>> {
+        prop::option::of(prop_oneof!["/[ -~]{0,30}", "[ -~]{0,30}", "\\PC{0,10}"])
+    }
+
+    fn node_id() -> impl Strategy<Value = Option<String>> {
+        prop::option::of(name())
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => "[A-Za-z0-9._-]{1,64}",
+            1 => "[A-Za-z0-9._-]{65,70}",
+            1 => Just(String::new()),
+            1 => "[ -~]{1,12}",
+            1 => "\\PC{1,6}",
+        ]
+    }
+
+    fn db() -> impl Strategy<Value = Option<String>> {
+        prop::option::of(prop_oneof![
+            3 => "[A-Za-z0-9._-]{1,124}\\.tdb",
+            1 => "[A-Za-z0-9._-]{125,130}\\.tdb",
+            1 => Just(".tdb".to_string()),
+            1 => Just(DEFAULT_GRACE_DB.to_string()),
+            1 => Just(DEFAULT_RECOVERY_DB.to_string()),
+            1 => "[ -~]{0,12}(\\.tdb)?",
+        ])
+    }
+
+    /// The documented rules, written out independently of from_raw.
+    fn plain(s: &str) -> bool {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    }
+
+    fn db_ok(s: &str) -> bool {
+        s.ends_with(".tdb") && (5..=128).contains(&s.len()) && plain(s)
+    }
+
+    proptest! {
+        #![proptest_config(config("config"))]
+
+        /// Accepted iff every value follows its rule; otherwise one error per bad value, in
+        /// the block's order, each naming its key and quoting the value.
+        #[test]
+        fn values_are_accepted_exactly_by_the_documented_rules(
+            raw in (store(), dir(), node_id(), db(), db()).prop_map(|(store, dir, node_id, recovery_db, grace_db)| {
+                RawConfig { store, dir, node_id, recovery_db, grace_db }
+            }),
+            host in prop::option::of(name()),
+        ) {
+            let store = raw.store.as_deref().unwrap_or("dir");
+            let dir = raw.dir.as_deref().unwrap_or(DEFAULT_DIR);
+            let node = raw.node_id.clone().or(host.clone()).unwrap_or_default();
+            let rec = raw.recovery_db.as_deref().unwrap_or(DEFAULT_RECOVERY_DB);
+            let grace = raw.grace_db.as_deref().unwrap_or(DEFAULT_GRACE_DB);
+            let mut bad: Vec<(&str, String)> = Vec::new();
+            if !["dir", "ctdb"].iter().any(|k| store.eq_ignore_ascii_case(k)) {
+                bad.push(("Store", format!("{store:?}")));
+            }
+            if !dir.starts_with('/') {
+                bad.push(("Dir", format!("{dir:?}")));
+            }
+            if node.is_empty() || node.len() > 64 || !plain(&node) {
+                bad.push(("Node_Id", format!("{node:?}")));
+            }
+            if !db_ok(rec) {
+                bad.push(("Recovery_DB", format!("{rec:?}")));
+            }
+            if !db_ok(grace) || grace == rec {
+                bad.push(("Grace_DB", format!("{grace:?}")));
+            }
+            match Config::from_raw(&raw, || host.clone()) {
+                Ok(c) => {
+                    prop_assert!(bad.is_empty(), "accepted despite {:?}", bad);
+                    prop_assert_eq!(
+                        c.store,
+                        if store.eq_ignore_ascii_case("ctdb") { StoreKind::Ctdb } else { StoreKind::Dir }
+                    );
+                    prop_assert_eq!(c.dir, PathBuf::from(dir));
+                    prop_assert_eq!((c.node_id.as_str(), c.recovery_db.as_str(), c.grace_db.as_str()), (node.as_str(), rec, grace));
+                }
+                Err(errors) => {
+                    let keys: Vec<&str> = errors.iter().map(|e| e.key).collect();
+                    let want: Vec<&str> = bad.iter().map(|(k, _)| *k).collect();
+                    prop_assert_eq!(keys, want);
+                    for (e, (_, quoted)) in errors.iter().zip(&bad) {
+                        let text = e.to_string();
+                        prop_assert!(text.contains(e.key) && text.contains(quoted.as_str()), "{}", text);
+                    }
+                }
+            }
+        }
+
+        /// Every Node_Id the rules allow is accepted, and makes record stamps that decode
+        /// back and a grace key whose dir-store file name decodes back.
+        #[test]
+        fn an_accepted_node_id_makes_stamps_and_keys_that_round_trip(
+            node in "[A-Za-z0-9._-]{1,64}",
+            epoch in any::<u64>(),
+            clientid in any::<u64>(),
+        ) {
+            let raw = RawConfig { node_id: Some(node.clone()), ..RawConfig::default() };
+            prop_assert!(Config::from_raw(&raw, || None).is_ok());
+            let r = ClientRecord {
+                clientid,
+                stamp: format!("{node}.{epoch}"),
+                revoked: Vec::new(),
+                reclaim_complete: None,
+            };
+            prop_assert_eq!(ClientRecord::decode(&r.encode()), Ok(r));
+            let key = grace_key(&node);
+            prop_assert_eq!(decode_file_name(&file_name_for_key(&key)), Some(key));
+        }
+    }
+}

@@ -52,7 +52,15 @@ pub trait CtdbApi: Send + Sync {
     /// All records (deleted ones, stored empty by persistent transactions, are left out).
     fn traverse(&self, db: &str) -> Result<Traverse>;
     fn describe(&self) -> String;
+    /// The daemon is not there at all (its socket refuses connections), as opposed to slow
+    /// or frozen (a stopped ctdbd's socket still accepts).
+    fn daemon_gone(&self) -> bool {
+        false
+    }
 }
+
+/// Where Debian's `ctdb` tool finds ctdbd when CTDB_SOCKET is not set.
+pub const DEFAULT_SOCKET: &str = "/run/ctdb/ctdbd.socket";
 
 #[derive(Debug, Default)]
 pub struct Traverse {
@@ -411,6 +419,17 @@ pub fn parse_pfetch(mut out: Vec<u8>) -> Option<Vec<u8>> {
 }
 
 impl CtdbApi for CtdbTool {
+    fn daemon_gone(&self) -> bool {
+        let path = self
+            .socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        matches!(
+            std::os::unix::net::UnixStream::connect(&path).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound)
+        )
+    }
+
     fn nodes(&self) -> Result<Vec<NodeInfo>> {
         let out = self.run(&["-X", "status"], None)?;
         let nodes = parse_status(&String::from_utf8_lossy(&out))?;
@@ -489,6 +508,8 @@ pub(crate) mod testing {
         pub ips: Mutex<Vec<(&'static str, Option<u32>)>>,
         /// How many times the public IPs were asked for.
         pub ip_calls: AtomicUsize,
+        /// The daemon's socket refuses connections.
+        pub gone: std::sync::atomic::AtomicBool,
     }
 
     impl FakeCtdb {
@@ -502,6 +523,7 @@ pub(crate) mod testing {
                 live: Mutex::new(live),
                 ips: Mutex::new(ips.to_vec()),
                 ip_calls: AtomicUsize::new(0),
+                gone: std::sync::atomic::AtomicBool::new(false),
             }
         }
 
@@ -511,6 +533,9 @@ pub(crate) mod testing {
     }
 
     impl CtdbApi for FakeCtdb {
+        fn daemon_gone(&self) -> bool {
+            self.gone.load(Ordering::SeqCst)
+        }
         fn nodes(&self) -> Result<Vec<NodeInfo>> {
             let live = self.live.lock().unwrap().clone();
             let live = live.ok_or_else(|| CtdbError("timed out".into()))?;

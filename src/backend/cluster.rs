@@ -143,6 +143,15 @@ impl Backend {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             if !known {
+                // Only when another node was live to take this node's IPs over: alone,
+                // stopping would end the service and lose the records kept for the store.
+                let others = last
+                    .as_ref()
+                    .is_some_and(|l| l.iter().any(|n| *n != self.node_id));
+                drop(last);
+                if others {
+                    self.stop_if_ctdbd_is_gone();
+                }
                 return;
             }
             last.replace(live.clone())
@@ -165,6 +174,41 @@ impl Backend {
         }
         // Deferred: CTDB's recovery may freeze the database any moment now.
         self.write_grace_later(&st);
+    }
+
+    /// The local ctdbd is gone (its socket refuses connections; a frozen or busy ctdbd
+    /// still accepts them): the other nodes count this node dead and take its public IPs,
+    /// whose clients will reclaim there, refused while this Ganesha still holds their locks.
+    /// So this Ganesha stops, as smbd does when it loses ctdbd: its locks go with it, after
+    /// the others entered grace for the node (they see ctdbd's connections close at once),
+    /// and systemd starts it again.
+    fn stop_if_ctdbd_is_gone(&self) {
+        let Some(c) = &self.cluster else { return };
+        // Twice, a moment apart: a connection that failed once for another reason is not
+        // a dead daemon.
+        if !c.ctdb.daemon_gone() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if !c.ctdb.daemon_gone() {
+            return;
+        }
+        log::error!(
+            "this node's ctdbd is gone ({} refuses connections): CTDB moves this node's public \
+             IPs to other nodes, where their clients must reclaim the locks this Ganesha \
+             holds; stopping Ganesha so that they can (systemd starts it again)",
+            c.ctdb.describe()
+        );
+        log::logger().flush();
+        match self
+            .releaser
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            Some(r) => r.stop_ganesha(),
+            None => log::error!("not inside Ganesha: nothing to stop"),
+        }
     }
 
     /// While Ganesha runs, this node's record is what its memory says: another writer

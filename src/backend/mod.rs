@@ -1226,6 +1226,54 @@ mod tests {
         assert!(b.state().grace.held);
     }
 
+    /// Counts stop_ganesha calls.
+    #[derive(Default)]
+    struct Stopper(std::sync::atomic::AtomicUsize);
+
+    impl ClientReleaser for Stopper {
+        fn expire(&self, _: &BTreeSet<u64>) -> Result<usize, String> {
+            Ok(0)
+        }
+        fn stop_ganesha(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn ganesha_stops_when_its_ctdbd_is_gone_but_not_when_slow_alone_or_never_seen() {
+        let ctdb = ctdb();
+        let store = Arc::new(MemoryStore::new());
+        let b = node0(store, &ctdb);
+        let stopper = Arc::new(Stopper::default());
+        b.set_releaser(stopper.clone());
+        let stops = || stopper.0.load(std::sync::atomic::Ordering::SeqCst);
+        let live = |l: Option<Vec<u32>>| *ctdb.live.lock().unwrap() = l;
+        let gone = |g: bool| ctdb.gone.store(g, std::sync::atomic::Ordering::SeqCst);
+        // Never seen: a Ganesha started before its ctdbd waits, it does not stop.
+        gone(true);
+        b.refresh_grace_view();
+        assert_eq!(stops(), 0);
+        // Alone in the cluster: nobody would take its IPs; it keeps serving.
+        gone(false);
+        live(Some(vec![0]));
+        b.refresh_grace_view();
+        gone(true);
+        live(None);
+        b.refresh_grace_view();
+        assert_eq!(stops(), 0);
+        gone(false);
+        live(Some(vec![0, 1]));
+        b.refresh_grace_view();
+        // Slow or frozen (no answer, socket there): nothing.
+        live(None);
+        b.refresh_grace_view();
+        assert_eq!(stops(), 0);
+        // Gone after it was seen: stop.
+        gone(true);
+        b.refresh_grace_view();
+        assert_eq!(stops(), 1);
+    }
+
     #[test]
     fn a_record_another_writer_left_is_replaced_by_what_the_node_holds() {
         let ctdb = ctdb();

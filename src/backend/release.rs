@@ -35,6 +35,8 @@ pub trait ClientReleaser: Send + Sync {
     /// The release gave up on these (still there): undo whatever `expire` changed in them
     /// besides their lease.
     fn abandon(&self, _clientids: &BTreeSet<u64>) {}
+    /// Ends the Ganesha process at once (its locks go with it): the node lost its ctdbd.
+    fn stop_ganesha(&self);
 }
 
 /// What a release is for: one public IP, or every client (the node leaves the cluster).
@@ -251,6 +253,7 @@ mod tests {
             }
             Ok(present)
         }
+        fn stop_ganesha(&self) {}
     }
 
     fn client(id: u64, owner: &str, server: Option<&str>, minor: u32) -> ClientInfo {

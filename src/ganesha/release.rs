@@ -35,6 +35,15 @@ impl ReaperRelease {
 }
 
 impl ClientReleaser for ReaperRelease {
+    fn stop_ganesha(&self) {
+        // SIGKILL, not Ganesha's shutdown: that would wait on ctdbd-bound hooks and D-Bus,
+        // and clients must not be served a moment longer.
+        // SAFETY: kill(2) with this process's own pid; no memory is touched.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+
     fn expire(&self, clientids: &BTreeSet<u64>) -> Result<usize, String> {
         let mut guarded = self.guarded.lock().unwrap_or_else(|e| e.into_inner());
         let left = walk(

@@ -884,7 +884,7 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
     /// would keep answering ARP for them; a crashed machine answers nothing. Taking the
     /// link down after the kill (so that the others see the connection drop at once)
     /// models that; starting ctdbd again brings it up.
-    fn link(&self, i: usize, up: bool) {
+    pub fn link(&self, i: usize, up: bool) {
         let _ = ip(&[
             "-n",
             &self.nodes[i].ns,
@@ -921,6 +921,20 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
                     Signal::SIGCONT
                 },
             );
+        }
+    }
+
+    /// SIGSTOP / SIGCONT node `i`'s ctdbd and ganesha.nfsd together: a hung node (its
+    /// processes keep their sockets and locks and answer nothing).
+    pub fn freeze_node(&self, i: usize, stop: bool) {
+        let sig = if stop {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        self.signal_ctdbd(i, sig);
+        if let Some(pid) = self.nodes[i].ganesha_nfsd_pid() {
+            procs::signal(pid, sig);
         }
     }
 

@@ -38,6 +38,9 @@ struct Args {
     keep_going: bool,
     #[arg(long, default_value_t = 2)]
     challengers: usize,
+    /// Skip the schedule's first N steps (replays a violation's step sooner).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
     /// Print the schedule the seed names and exit (no cluster).
     #[arg(long)]
     plan: bool,
@@ -54,6 +57,7 @@ fn main() {
         grace: a.grace,
         keep_going: a.keep_going || a.stock,
         challengers: a.challengers,
+        skip: a.skip,
         ..torture::Opts::default()
     };
     if a.plan {

@@ -84,7 +84,7 @@ impl Fault {
     /// one (`busy`: nodes that one touches), drawn among those that start a grace.
     pub fn draw(rng: &mut Rng, nodes: usize, ips: &[Ipv4Addr], second: Option<&[usize]>) -> Fault {
         let free: Vec<usize> = (0..nodes)
-            .filter(|n| second.is_none_or(|busy| !busy.contains(n)))
+            .filter(|n| !second.is_some_and(|busy| busy.contains(n)))
             .collect();
         let node = *rng.pick(&free).unwrap_or(&0);
         let ip = *rng.pick(ips).unwrap_or(&Ipv4Addr::UNSPECIFIED);
@@ -166,15 +166,20 @@ fn wait_declared_dead(c: &Cluster, i: usize, limit: Duration) -> Result<Duration
     Err(format!("node {} not declared dead within {limit:?}", i + 1))
 }
 
-/// SIGKILLs node `i`'s ganesha.nfsd (and, when unsupervised, its wrapper) after CTDB has
-/// declared the node dead: the fencing after which a cluster filesystem frees its locks.
+/// How long after CTDB declared a node dead the cluster filesystem may free its locks
+/// (docs/operations.md): the survivors' watchers poll the membership every second.
+pub const FENCE_AFTER: Duration = Duration::from_secs(2);
+
+/// SIGKILLs node `i`'s ganesha.nfsd (and, when unsupervised, its wrapper) FENCE_AFTER after
+/// CTDB declared the node dead: the fencing after which a cluster filesystem frees its locks.
 fn fence_ganesha(c: &mut Cluster, i: usize, checker: &Checker) -> Result<(), String> {
     let took = wait_declared_dead(c, i, Duration::from_secs(90))?;
     checker.event(format!(
-        "node {} declared dead by CTDB after {:.2} s; fenced (its Ganesha killed)",
+        "node {} declared dead by CTDB after {:.2} s; fenced (its Ganesha killed) {FENCE_AFTER:?} later",
         i + 1,
         took.as_secs_f64()
     ));
+    std::thread::sleep(FENCE_AFTER);
     c.kill_ganesha(i);
     Ok(())
 }

@@ -41,6 +41,8 @@ pub struct Opts {
     pub challengers: usize,
     /// Chance that a second fault hits while the cluster is in grace from the first.
     pub second_fault: f64,
+    /// Skip the schedule's first steps (to replay a violation quickly).
+    pub skip: usize,
 }
 
 impl Default for Opts {
@@ -55,6 +57,7 @@ impl Default for Opts {
             keep_going: false,
             challengers: 2,
             second_fault: 0.25,
+            skip: 0,
         }
     }
 }
@@ -353,7 +356,7 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
     ));
     let mut steps = Vec::new();
     let mut trace = None;
-    for (n, p) in schedule.iter().enumerate() {
+    for (n, p) in schedule.iter().enumerate().skip(opts.skip) {
         let step = n + 1;
         let t0 = Instant::now();
         let before = holders(&c);
@@ -464,6 +467,17 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
             },
             t0.elapsed().as_secs_f64()
         ));
+        for v in &violations {
+            say(&format!(
+                "  {:?}{}: {}",
+                v.kind,
+                v.declared
+                    .as_ref()
+                    .map(|w| format!(" [declared: {w}]"))
+                    .unwrap_or_default(),
+                v.what
+            ));
+        }
         steps.push(StepResult {
             step,
             planned: p.to_string(),
@@ -472,6 +486,11 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
             grace,
             reclaims,
         });
+        if violations.iter().any(|v| v.declared.is_none()) {
+            // Keep the cluster's logs for the post-mortem.
+            c.spec.keep = true;
+            say(&format!("trace of step {step}:\n{}", checker.trace(60)));
+        }
         if violations.iter().any(|v| v.declared.is_none()) && !opts.keep_going {
             let t = checker.trace(80);
             say(&format!(

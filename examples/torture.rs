@@ -83,17 +83,7 @@ fn main() {
             );
             print!("{}", r.table());
             for v in &r.violations {
-                println!(
-                    "step {} ({}): {:?}{}: {}",
-                    v.step,
-                    v.fault,
-                    v.kind,
-                    v.declared
-                        .as_ref()
-                        .map(|w| format!(" [declared: {w}]"))
-                        .unwrap_or_default(),
-                    v.what
-                );
+                println!("step {} ({}): {v}", v.step, v.fault);
             }
             if !r.failures().is_empty() && !opts.stock {
                 std::process::exit(1);

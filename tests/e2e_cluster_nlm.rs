@@ -7,72 +7,16 @@
 
 mod common;
 
-use common::{ganesha_cluster_with, store_on};
+use common::{ganesha_cluster_with, store_on, ClientStatd};
 use ganesha_ctdb_recov::records::ServerIp;
 use ganesha_ctdb_recov::statd;
 use ganesha_ctdb_recov::store::Store;
 use nlm_client::{Lock, NlmClient, NlmStat};
 use serial_test::serial;
 use std::net::Ipv4Addr;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use testbed::Cluster;
-
-struct ClientStatd {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl ClientStatd {
-    /// Waits (40 s at most) until this statd logged an SM_NOTIFY from `ip`.
-    fn wait_notified_from(&self, ip: Ipv4Addr, c: &Cluster) {
-        let want = format!("Received SM_NOTIFY from {ip}");
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while !std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .contains(&want)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "client statd never got {want:?}:\n{}\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default(),
-                c.logs()
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-impl Drop for ClientStatd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            testbed::procs::kill_tree(c.id() as i32, Duration::from_secs(5));
-            let _ = c.wait();
-        }
-    }
-}
-
-fn client_statd(c: &Cluster) -> ClientStatd {
-    let dir = c.dir.join("client-statd");
-    for d in ["sm", "sm.bak"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    let log = c.dir.join("client-statd.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &c.bridge_ns, "unshare", "-m", "--propagation", "private"])
-        .args(["sh", "-c"])
-        .arg(format!(
-            "mount -t tmpfs tmpfs /run; rpcbind -f -w & sleep 0.5; exec rpc.statd -F -d -L -P {} 2>{}",
-            dir.display(),
-            log.display()
-        ))
-        .spawn()
-        .unwrap();
-    ClientStatd {
-        child: Some(child),
-        log,
-    }
-}
 
 fn nlm(c: &Cluster, ip: Ipv4Addr, caller: &str) -> NlmClient {
     let ns = c.bridge_ns.clone();
@@ -86,7 +30,7 @@ fn nlm(c: &Cluster, ip: Ipv4Addr, caller: &str) -> NlmClient {
 fn an_nlm_client_is_notified_from_the_moved_ip_and_reclaims_its_lock_there() {
     let grace = 20;
     let mut c = ganesha_cluster_with(grace, false, true);
-    let statd = client_statd(&c);
+    let statd = ClientStatd::start(&c);
     let x = c.public_ips[0];
     let holders = c.ip_holders(0).unwrap();
     let a_pnn = holders[&x].unwrap();
@@ -216,7 +160,7 @@ fn on_debian_13_the_statd_callout_records_and_the_taker_notifies_from_the_moved_
         ..common::ClusterOpts::default()
     }
     .up();
-    let statd = client_statd(&c);
+    let statd = ClientStatd::start(&c);
     let x = c.public_ips[0];
     let a_pnn = c.holder(x, 0).unwrap().unwrap();
     let a = c.node_by_pnn(a_pnn).unwrap();

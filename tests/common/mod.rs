@@ -256,3 +256,61 @@ pub fn wait_log(c: &Cluster, node: usize, needle: &str, limit: Duration) {
 pub fn in_grace(c: &Cluster, i: usize) -> bool {
     c.ganesha_grace_state(i).unwrap_or(false)
 }
+
+/// A real rpc.statd (with its rpcbind) in the bridge namespace: the NFSv3 clients' host
+/// (10.77.1.254), whose log shows each SM_NOTIFY it receives.
+pub struct ClientStatd {
+    child: Option<std::process::Child>,
+    pub log: PathBuf,
+}
+
+impl ClientStatd {
+    pub fn start(c: &Cluster) -> ClientStatd {
+        let dir = c.dir.join("client-statd");
+        for d in ["sm", "sm.bak"] {
+            std::fs::create_dir_all(dir.join(d)).expect("client statd directories");
+        }
+        let log = c.dir.join("client-statd.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &c.bridge_ns, "unshare", "-m", "--propagation", "private"])
+            .args(["sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs tmpfs /run; rpcbind -f -w & sleep 0.5; exec rpc.statd -F -d -L -P {} 2>{}",
+                dir.display(),
+                log.display()
+            ))
+            .spawn()
+            .expect("start the client rpc.statd");
+        ClientStatd {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Waits (40 s at most) until this statd logged an SM_NOTIFY from `ip`.
+    pub fn wait_notified_from(&self, ip: Ipv4Addr, c: &Cluster) {
+        let want = format!("Received SM_NOTIFY from {ip}");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(&want)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "client statd never got {want:?}:\n{}\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default(),
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for ClientStatd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            testbed::procs::kill_tree(c.id() as i32, Duration::from_secs(5));
+            let _ = c.wait();
+        }
+    }
+}

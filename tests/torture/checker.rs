@@ -58,6 +58,16 @@ pub struct Violation {
     pub at: Duration,
 }
 
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.kind)?;
+        if let Some(w) = &self.declared {
+            write!(f, " [declared: {w}]")?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
 struct Entry {
     lock: HeldLock,
     held: bool,

@@ -12,7 +12,7 @@ pub mod faults;
 pub mod population;
 pub mod rng;
 
-use crate::common::ClusterOpts;
+use crate::common::{ClientStatd, ClusterOpts};
 use checker::{Checker, Kind, Violation};
 use faults::{Fault, Restore};
 use nfs4_client::LockType;
@@ -21,7 +21,6 @@ use rng::Rng;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
-use std::process::{Child, Command};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -205,41 +204,6 @@ impl Report {
     }
 }
 
-/// The NLM clients' host statd (a real rpc.statd with its rpcbind in the bridge namespace).
-struct ClientStatd {
-    child: Option<Child>,
-}
-
-impl ClientStatd {
-    fn start(c: &Cluster) -> Result<(ClientStatd, std::path::PathBuf), String> {
-        let dir = c.dir.join("client-statd");
-        for d in ["sm", "sm.bak"] {
-            std::fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
-        }
-        let log = c.dir.join("client-statd.log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &c.bridge_ns, "unshare", "-m", "--propagation", "private"])
-            .args(["sh", "-c"])
-            .arg(format!(
-                "mount -t tmpfs tmpfs /run; rpcbind -f -w & sleep 0.5; exec rpc.statd -F -d -L -P {} 2>{}",
-                dir.display(),
-                log.display()
-            ))
-            .spawn()
-            .map_err(|e| format!("client rpc.statd: {e}"))?;
-        Ok((ClientStatd { child: Some(child) }, log))
-    }
-}
-
-impl Drop for ClientStatd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            testbed::procs::kill_tree(c.id() as i32, Duration::from_secs(5));
-            let _ = c.wait();
-        }
-    }
-}
-
 /// A newcomer's lock through `ip`: granted once that IP's node is out of grace.
 fn granting(env: &Env, ip: Ipv4Addr) -> bool {
     let mut c = population::v4(
@@ -316,12 +280,8 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
         c.dir.display()
     ));
     let ips = c.public_ips.clone();
-    let (_statd, statd_log) = if opts.nlm {
-        let (s, log) = ClientStatd::start(&c)?;
-        (Some(s), Some(log))
-    } else {
-        (None, None)
-    };
+    let statd = opts.nlm.then(|| ClientStatd::start(&c));
+    let statd_log = statd.as_ref().map(|s| s.log.clone());
     for f in population::files(&ips, opts.nlm)
         .into_iter()
         .chain(ips.iter().map(|ip| format!("probe-{ip}.dat")))
@@ -468,15 +428,7 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
             t0.elapsed().as_secs_f64()
         ));
         for v in &violations {
-            say(&format!(
-                "  {:?}{}: {}",
-                v.kind,
-                v.declared
-                    .as_ref()
-                    .map(|w| format!(" [declared: {w}]"))
-                    .unwrap_or_default(),
-                v.what
-            ));
+            say(&format!("  {v}"));
         }
         steps.push(StepResult {
             step,
@@ -498,7 +450,7 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
                 opts.seed,
                 violations
                     .iter()
-                    .map(|v| format!("  {:?}: {}", v.kind, v.what))
+                    .map(|v| format!("  {v}"))
                     .collect::<Vec<_>>()
                     .join("\n"),
                 c.logs()

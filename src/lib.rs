@@ -24,7 +24,7 @@ pub mod store;
 /// Shared by the `fuzz` test modules (docs/fuzzing.md).
 #[cfg(test)]
 pub(crate) mod fuzzing {
-    use proptest::test_runner::{Config, FileFailurePersistence};
+    use proptest::test_runner::Config;
 
     /// 512 cases per property unless PROPTEST_CASES asks for another number (a long run);
     /// failures proptest finds are kept in proptest-regressions/<name>.txt at the crate root
@@ -34,20 +34,7 @@ pub(crate) mod fuzzing {
             "{}/proptest-regressions/{name}.txt",
             env!("CARGO_MANIFEST_DIR")
         );
-        let default = Config {
-            failure_persistence: Some(Box::new(FileFailurePersistence::Direct(Box::leak(
-                path.into_boxed_str(),
-            )))),
-            ..Config::default() // reads PROPTEST_CASES and the other PROPTEST_* variables
-        };
-        if std::env::var_os("PROPTEST_CASES").is_some() {
-            default
-        } else {
-            Config {
-                cases: 512,
-                ..default
-            }
-        }
+        fuzz_config::config(Box::leak(path.into_boxed_str()))
     }
 
     /// Runs `f`; returns its result and the peak number of bytes this thread had allocated

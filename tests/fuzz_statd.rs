@@ -15,27 +15,15 @@ use ganesha_ctdb_recov::store::memory::MemoryStore;
 use ganesha_ctdb_recov::store::Store;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::FileFailurePersistence;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// 512 cases per property unless PROPTEST_CASES asks for another number (a long run).
 fn config() -> ProptestConfig {
-    let default = ProptestConfig {
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/proptest-regressions/fuzz_statd.txt"
-        )))),
-        ..ProptestConfig::default() // reads PROPTEST_CASES and the other PROPTEST_*
-    };
-    if std::env::var_os("PROPTEST_CASES").is_some() {
-        default
-    } else {
-        ProptestConfig {
-            cases: 512,
-            ..default
-        }
-    }
+    fuzz_config::config(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/proptest-regressions/fuzz_statd.txt"
+    ))
 }
 
 /// What statd may pass as mon_name: anything, with the key syntax's and the store's

@@ -729,24 +729,12 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
     use proptest::sample::Index;
-    use proptest::test_runner::FileFailurePersistence;
 
     fn config() -> ProptestConfig {
-        let default = ProptestConfig {
-            failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/proptest-regressions/proto.txt"
-            )))),
-            ..ProptestConfig::default() // reads PROPTEST_CASES and the other PROPTEST_*
-        };
-        if std::env::var_os("PROPTEST_CASES").is_some() {
-            default
-        } else {
-            ProptestConfig {
-                cases: 512,
-                ..default
-            }
-        }
+        fuzz_config::config(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/proto.txt"
+        ))
     }
 
     fn stateid() -> impl Strategy<Value = StateId> {

@@ -21,27 +21,15 @@ use oncrpc::rpc::{
 use oncrpc::{XdrError, XdrReader, XdrWriter};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::FileFailurePersistence;
 
 /// 512 cases per property unless PROPTEST_CASES asks for another number (a long run);
 /// failures are kept in this crate's proptest-regressions/fuzz.txt (proptest's default
 /// place is not found from a workspace member's tests/).
 fn config() -> ProptestConfig {
-    let default = ProptestConfig {
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/proptest-regressions/fuzz.txt"
-        )))),
-        ..ProptestConfig::default() // reads PROPTEST_CASES and the other PROPTEST_*
-    };
-    if std::env::var_os("PROPTEST_CASES").is_some() {
-        default
-    } else {
-        ProptestConfig {
-            cases: 512,
-            ..default
-        }
-    }
+    fuzz_config::config(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/proptest-regressions/fuzz.txt"
+    ))
 }
 
 /// Runs `f` and returns what it returned with the peak number of bytes this thread had

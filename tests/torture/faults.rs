@@ -328,5 +328,5 @@ pub fn restore(
             std::thread::sleep(Duration::from_millis(300));
         }
     }
-    c.wait_healthy(Duration::from_secs(180))
+    c.wait_settled(Duration::from_secs(180), false)
 }

@@ -581,6 +581,12 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
     /// Waits until every running node is healthy and every public IP has a holder among
     /// them, and the assignment has been stable for 3 s (failback after start-up).
     pub fn wait_healthy(&mut self, limit: Duration) -> Result<()> {
+        self.wait_settled(limit, true)
+    }
+
+    /// As wait_healthy; `spread`: also every running node holds an IP when there are
+    /// enough (CTDB does not undo an operator's `ctdb moveip`, so after one it may not).
+    pub fn wait_settled(&mut self, limit: Duration, spread: bool) -> Result<()> {
         let deadline = Instant::now() + limit;
         let mut stable_since: Option<(Instant, BTreeMap<Ipv4Addr, Option<u32>>)> = None;
         let running: Vec<usize> = (0..self.nodes.len())
@@ -607,7 +613,8 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
                 let all =
                     holders.values().all(|h| h.is_some()) && holders.len() == self.public_ips.len();
                 // With as many IPs as nodes, CTDB gives every healthy node one.
-                let spread = self.public_ips.len() < running.len()
+                let spread = !spread
+                    || self.public_ips.len() < running.len()
                     || running
                         .iter()
                         .all(|i| holders.values().any(|h| *h == Some(self.nodes[*i].pnn)));

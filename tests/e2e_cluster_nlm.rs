@@ -204,3 +204,135 @@ fn on_debian_13_the_statd_callout_records_and_the_taker_notifies_from_the_moved_
         .unwrap();
     statd.wait_notified_from(x, &c);
 }
+
+/// Takes `l` through `client`, waiting out grace (`limit` at most).
+fn lock_after_grace(c: &Cluster, client: &NlmClient, l: &Lock, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        match client.lock(l, false, 1) {
+            Ok(NlmStat::Granted) => return,
+            Ok(NlmStat::DeniedGracePeriod) | Err(_) if started.elapsed() < limit => {
+                std::thread::sleep(Duration::from_millis(500))
+            }
+            other => panic!("lock through {}: {other:?}\n{}", client.server, c.logs()),
+        }
+    }
+}
+
+fn nlm_lock(c: &Cluster, client: &NlmClient, file: &str, svid: i32) -> Lock {
+    let export = c.dir.join("export").display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let root = loop {
+        match client.mount(&export) {
+            Ok(fh) => break fh,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("MNT through {}: {e}", client.server);
+                std::thread::sleep(Duration::from_millis(500))
+            }
+            Err(e) => panic!("MNT through {}: {e}\n{}", client.server, c.logs()),
+        }
+    };
+    Lock {
+        fh: client.lookup(&root, file).unwrap(),
+        owner: format!("owner-{svid}").into_bytes(),
+        svid,
+        offset: 0,
+        len: 100,
+    }
+}
+
+/// Ganesha's own NLM release ("2:X") drops every lock of a host that reached the node
+/// through X, also those it holds through the node's other IPs (state_nlm_notify works per
+/// host). A host locks through X and Y, both held by node A; `ctdb moveip X` to B: the host
+/// hears SM_NOTIFY from Y as well as from X, reclaims both locks while the cluster is in
+/// grace, and after grace another host's conflicting lock on the Y file is refused.
+#[test]
+#[serial]
+fn a_host_that_also_locked_through_another_ip_of_the_releasing_node_is_notified_from_it() {
+    let grace = 20;
+    let c = ganesha_cluster_with(grace, false, true);
+    let statd = ClientStatd::start(&c);
+    let holders = c.ip_holders(0).unwrap();
+    let x = c.public_ips[0];
+    let a_pnn = holders[&x].unwrap();
+    let others: Vec<(Ipv4Addr, u32)> = c
+        .public_ips
+        .iter()
+        .filter_map(|ip| holders[ip].filter(|h| *h != a_pnn).map(|h| (*ip, h)))
+        .collect();
+    let (y, _) = others[0];
+    let (z, b_pnn) = others[1];
+    let a = c.node_by_pnn(a_pnn).unwrap();
+    c.nodes[a]
+        .ctdb(&["moveip", &y.to_string(), &a_pnn.to_string()])
+        .unwrap();
+    assert_eq!(c.holder(y, a).unwrap(), Some(a_pnn), "Y moved onto A");
+    let limit = Duration::from_secs(u64::from(grace) + 60);
+    let via_x = nlm(&c, x, "10.77.1.254");
+    let via_y = nlm(&c, y, "10.77.1.254");
+    let lock_x = nlm_lock(&c, &via_x, "f40.txt", 101);
+    let lock_y = nlm_lock(&c, &via_y, "f41.txt", 102);
+    lock_after_grace(&c, &via_x, &lock_x, limit);
+    lock_after_grace(&c, &via_y, &lock_y, limit);
+    let key = statd::statd_key(&ServerIp::Ip(y.into()), "10.77.1.254");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store_on(&c, a, "ganesha_recovery.tdb")
+        .get(&key)
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{key} not recorded:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (from_x, from_y) = (statd.notifies_from(x), statd.notifies_from(y));
+
+    let b = c.node_by_pnn(b_pnn).unwrap();
+    c.nodes[b]
+        .ctdb(&["moveip", &x.to_string(), &b_pnn.to_string()])
+        .unwrap();
+    statd.wait_more_notifies(x, from_x, &c);
+    statd.wait_more_notifies(y, from_y, &c);
+    assert_eq!(
+        via_y.lock(&lock_y, true, 3).unwrap(),
+        NlmStat::Granted,
+        "reclaim through Y on A:\n{}",
+        c.logs()
+    );
+    assert_eq!(
+        via_x.lock(&lock_x, true, 3).unwrap(),
+        NlmStat::Granted,
+        "reclaim through X on B:\n{}",
+        c.logs()
+    );
+    // After grace the Y lock still excludes another host (through Z, on a third node).
+    let other = nlm(&c, z, "10.77.1.253");
+    let theirs = Lock {
+        owner: b"other-owner".to_vec(),
+        svid: 303,
+        ..nlm_lock(&c, &other, "f41.txt", 303)
+    };
+    let deadline = Instant::now() + limit;
+    let after = loop {
+        match other.lock(&theirs, false, 1).unwrap() {
+            NlmStat::DeniedGracePeriod if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_secs(1))
+            }
+            st => break st,
+        }
+    };
+    assert_eq!(
+        after,
+        NlmStat::Denied,
+        "the reclaimed Y lock:\n{}",
+        c.logs()
+    );
+    assert!(
+        c.nodes[a].ctdb_log().contains("NLM host(s) of"),
+        "releaseip recorded the hosts:\n{}",
+        c.logs()
+    );
+}

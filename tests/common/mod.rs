@@ -287,14 +287,26 @@ impl ClientStatd {
         }
     }
 
+    /// How many SM_NOTIFYs from `ip` this statd has logged.
+    pub fn notifies_from(&self, ip: Ipv4Addr) -> usize {
+        let want = format!("Received SM_NOTIFY from {ip}");
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&want))
+            .count()
+    }
+
     /// Waits (40 s at most) until this statd logged an SM_NOTIFY from `ip`.
     pub fn wait_notified_from(&self, ip: Ipv4Addr, c: &Cluster) {
-        let want = format!("Received SM_NOTIFY from {ip}");
+        self.wait_more_notifies(ip, 0, c);
+    }
+
+    /// Waits (40 s at most) until this statd logged more than `before` SM_NOTIFYs from `ip`.
+    pub fn wait_more_notifies(&self, ip: Ipv4Addr, before: usize, c: &Cluster) {
+        let want = format!("more than {before} SM_NOTIFY from {ip}");
         let deadline = Instant::now() + Duration::from_secs(40);
-        while !std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .contains(&want)
-        {
+        while self.notifies_from(ip) <= before {
             assert!(
                 Instant::now() < deadline,
                 "client statd never got {want:?}:\n{}\n{}",

@@ -166,20 +166,32 @@ fn wait_declared_dead(c: &Cluster, i: usize, limit: Duration) -> Result<Duration
     Err(format!("node {} not declared dead within {limit:?}", i + 1))
 }
 
-/// How long after CTDB declared a node dead the cluster filesystem may free its locks
-/// (docs/operations.md): the survivors' watchers poll the membership every second.
-pub const FENCE_AFTER: Duration = Duration::from_secs(2);
-
-/// SIGKILLs node `i`'s ganesha.nfsd (and, when unsupervised, its wrapper) FENCE_AFTER after
-/// CTDB declared the node dead: the fencing after which a cluster filesystem frees its locks.
+/// SIGKILLs node `i`'s ganesha.nfsd (and, when unsupervised, its wrapper) once CTDB has
+/// declared the node dead and every other node's Ganesha is in grace: the fencing after
+/// which a cluster filesystem frees the node's locks (docs/operations.md). A real one does
+/// it after it saw the node fail and before CTDB can take the node's IPs over (CTDB's
+/// recovery needs its lock on that filesystem, which waits for the filesystem's own
+/// recovery); the survivors enter grace ≈1 s after the membership change, and the takeover
+/// follows their hold.
 fn fence_ganesha(c: &mut Cluster, i: usize, checker: &Checker) -> Result<(), String> {
     let took = wait_declared_dead(c, i, Duration::from_secs(90))?;
+    let t = Instant::now();
+    let others: Vec<usize> = (0..c.nodes.len())
+        .filter(|j| *j != i && c.nodes[*j].ganesha_nfsd_pid().is_some())
+        .collect();
+    while !others
+        .iter()
+        .all(|j| c.ganesha_grace_state(*j) == Some(true))
+        && t.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     checker.event(format!(
-        "node {} declared dead by CTDB after {:.2} s; fenced (its Ganesha killed) {FENCE_AFTER:?} later",
+        "node {} declared dead by CTDB after {:.2} s, the others in grace {:.2} s later: fenced (its Ganesha killed)",
         i + 1,
-        took.as_secs_f64()
+        took.as_secs_f64(),
+        t.elapsed().as_secs_f64()
     ));
-    std::thread::sleep(FENCE_AFTER);
     c.kill_ganesha(i);
     Ok(())
 }

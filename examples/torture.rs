@@ -60,6 +60,13 @@ fn main() {
         skip: a.skip,
         ..torture::Opts::default()
     };
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, opts.interrupted.clone()) {
+            eprintln!(
+                "torture: cannot catch signal {sig} ({e}); stopping it leaves the cluster up"
+            );
+        }
+    }
     if a.plan {
         for (i, p) in torture::plan(&opts).iter().enumerate() {
             println!("{:>4}  {p}", i + 1);

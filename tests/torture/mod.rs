@@ -42,6 +42,8 @@ pub struct Opts {
     pub second_fault: f64,
     /// Skip the schedule's first steps (to replay a violation quickly).
     pub skip: usize,
+    /// Set from outside (a signal): stop after the current step and tear down.
+    pub interrupted: Arc<AtomicBool>,
 }
 
 impl Default for Opts {
@@ -57,6 +59,7 @@ impl Default for Opts {
             challengers: 2,
             second_fault: 0.25,
             skip: 0,
+            interrupted: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -318,6 +321,12 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
     let mut trace = None;
     for (n, p) in schedule.iter().enumerate().skip(opts.skip) {
         let step = n + 1;
+        if opts.interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            say(&format!(
+                "interrupted before step {step}; tearing the cluster down"
+            ));
+            break;
+        }
         let t0 = Instant::now();
         let before = holders(&c);
         let pids_before = nfsd_pids(&c);

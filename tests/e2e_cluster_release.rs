@@ -704,3 +704,45 @@ fn a_hung_ganesha_elsewhere_does_not_hold_a_release_past_ctdbs_takeover_timeout(
     );
     one.reclaim(&c);
 }
+
+/// ctdbd dies on node A (SIGKILL, 3 s down) while A's Ganesha serves: the other nodes take
+/// A's public IP X, and its client must reclaim there. A's Ganesha, which still held the
+/// client's lock, stops as soon as it sees its ctdbd gone (as smbd does), so the reclaim on
+/// the taker is granted; systemd (here its stand-in) starts it again. Before, the reclaim
+/// met A's lock: NFS4ERR_DENIED (found by the torture harness).
+#[test]
+#[serial]
+fn a_ganesha_whose_ctdbd_dies_stops_so_that_its_clients_reclaim_on_the_taker() {
+    let mut c = ClusterOpts {
+        supervise: Some(Some(Duration::from_secs(2))),
+        ..ClusterOpts::default()
+    }
+    .up();
+    let x = c.public_ips[0];
+    let a_pnn = c.holder(x, 0).unwrap().unwrap();
+    let a = c.node_by_pnn(a_pnn).unwrap();
+    let survivor = (0..3).find(|i| *i != a).unwrap();
+    let mut one = lock_via(
+        &c,
+        x,
+        1,
+        &owners::linux_v41(1, "client1"),
+        "export/cd41.txt",
+    );
+    let nfsd_before = c.nodes[a].ganesha_nfsd_pid();
+    c.restart_ctdbd(a, Duration::from_secs(3)).unwrap();
+    wait_log(&c, a, "this node's ctdbd is gone", Duration::from_secs(20));
+    assert_ne!(
+        c.nodes[a].ganesha_nfsd_pid(),
+        nfsd_before,
+        "A's ganesha.nfsd stopped"
+    );
+    let t_pnn = c
+        .wait_ip_moved(x, a_pnn, survivor, Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let t = c.node_by_pnn(t_pnn).unwrap();
+    wait_log(&c, t, &format!("takeover of {x}"), Duration::from_secs(20));
+    // The client reclaims wherever X is now (the taker, or A again after failback).
+    one.reclaim(&c);
+    c.wait_healthy(Duration::from_secs(120)).unwrap();
+}

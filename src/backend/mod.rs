@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod cluster;
 mod pending;
@@ -153,6 +153,9 @@ pub struct ClusterNode {
     pub ctdb: Arc<dyn CtdbApi>,
 }
 
+/// How long Ganesha's start waits for its ctdbd to answer and attach the databases.
+const CTDB_START_WAIT: Duration = Duration::from_secs(60);
+
 pub struct Backend {
     store: Arc<dyn Store>,
     /// Where `grace@` records live: `store` itself, or with the ctdb store a small database
@@ -208,23 +211,55 @@ impl Backend {
             StoreKind::Dir => Box::new(DirStore::open(&config.dir)?),
             StoreKind::Ctdb => {
                 let tool = CtdbTool::new();
-                let nodes = tool.nodes().map_err(|e| {
-                    BackendError::Unsupported(format!(
-                        "Store = ctdb: cannot ask ctdbd who this node is: {e}; start ctdbd \
-                         first (ganesha.nfsd must start after ctdb)"
-                    ))
-                })?;
-                let pnn = nodes
-                    .iter()
-                    .find(|n| n.this_node)
-                    .map(|n| n.pnn)
-                    .ok_or_else(|| {
-                        BackendError::Unsupported(
-                            "Store = ctdb: `ctdb -X status` did not mark this node".into(),
-                        )
-                    })?;
-                let store = CtdbStore::open(Box::new(tool.clone()), &config.recovery_db)?;
-                let grace_store = CtdbStore::open(Box::new(tool.clone()), &config.grace_db)?;
+                // A node that starts with its cluster (a reboot, a restart after a crash)
+                // meets ctdbd still joining or recovering, when it cannot attach databases:
+                // wait for it, bounded, rather than fail and be restarted until systemd
+                // gives up.
+                let started = Instant::now();
+                let mut said = false;
+                let (pnn, store, grace_store) = loop {
+                    let attempt = (|| -> Result<_, BackendError> {
+                        let nodes = tool.nodes().map_err(|e| {
+                            BackendError::Unsupported(format!(
+                                "Store = ctdb: cannot ask ctdbd who this node is: {e}; start \
+                                 ctdbd first (ganesha.nfsd must start after ctdb)"
+                            ))
+                        })?;
+                        let pnn = nodes
+                            .iter()
+                            .find(|n| n.this_node)
+                            .map(|n| n.pnn)
+                            .ok_or_else(|| {
+                                BackendError::Unsupported(
+                                    "Store = ctdb: `ctdb -X status` did not mark this node".into(),
+                                )
+                            })?;
+                        let store = CtdbStore::open(Box::new(tool.clone()), &config.recovery_db)?;
+                        let grace_store =
+                            CtdbStore::open(Box::new(tool.clone()), &config.grace_db)?;
+                        Ok((pnn, store, grace_store))
+                    })();
+                    match attempt {
+                        Ok(ready) => break ready,
+                        Err(e) if started.elapsed() < CTDB_START_WAIT => {
+                            if !said {
+                                log::warn!(
+                                    "{e}; waiting for ctdbd (up to {CTDB_START_WAIT:?}) before \
+                                     Ganesha serves"
+                                );
+                                said = true;
+                            }
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
+                if said {
+                    log::info!(
+                        "ctdbd answered after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
                 // In a cluster the node is its PNN: grace@<pnn> and stamps "<pnn>.<epoch>"
                 // are then unique without configuration.
                 return Backend::with_cluster(

@@ -335,16 +335,31 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
             .map(|ip| (*ip, population::notifies(&env, *ip)))
             .collect();
         checker.begin_step(step, &p.to_string());
-        let mut todo: Vec<Restore> = faults::inject(&mut c, &p.fault, !opts.stock, &checker)?;
-        if let Some((after, f2)) = &p.second {
-            std::thread::sleep(*after);
-            todo.extend(faults::inject(&mut c, f2, !opts.stock, &checker)?);
-        }
-        // Let CTDB act on it before anything is brought back.
-        std::thread::sleep(Duration::from_secs(3));
-        let mid = holders(&c);
-        let pids_mid = nfsd_pids(&c);
-        faults::restore(&mut c, &todo, !opts.stock, &checker)?;
+        let acted = (|| -> Result<_, String> {
+            let mut todo: Vec<Restore> = faults::inject(&mut c, &p.fault, !opts.stock, &checker)?;
+            if let Some((after, f2)) = &p.second {
+                std::thread::sleep(*after);
+                todo.extend(faults::inject(&mut c, f2, !opts.stock, &checker)?);
+            }
+            // Let CTDB act on it before anything is brought back.
+            std::thread::sleep(Duration::from_secs(3));
+            let mid = (holders(&c), nfsd_pids(&c));
+            faults::restore(&mut c, &todo, !opts.stock, &checker)?;
+            Ok(mid)
+        })();
+        let (mid, pids_mid) = match acted {
+            Ok(mid) => mid,
+            Err(e) => {
+                // Keep the cluster's logs for the post-mortem.
+                c.spec.keep = true;
+                pop.stop();
+                return Err(format!(
+                    "seed {} step {step} ({p}): {e}\ntrace:\n{}",
+                    opts.seed,
+                    checker.trace(60)
+                ));
+            }
+        };
         let restored = Instant::now();
         // Liveness: every IP grants a newcomer again within Grace_Period of the last
         // grace-starting event (the failback after a restore) plus CTDB's own delays.

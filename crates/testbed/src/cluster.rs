@@ -806,7 +806,8 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
         let Some(mut child) = n.ganesha.take() else {
             return Err(format!("ganesha.nfsd on {} was not started", n.name));
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Ganesha's start waits up to 60 s for a ctdbd that is still joining or recovering.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if nfs4_client::netns::connect(
                 Some(&n.ns),

@@ -266,8 +266,11 @@ fn mkdir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))
 }
 
-/// ctdbd's MonitorInterval (s) while a cluster with Ganesha comes up.
-const BRING_UP_MONITOR_INTERVAL: u32 = 60;
+/// ctdbd's MonitorInterval (s) while a cluster with Ganesha comes up: longer than any
+/// bring-up. At 60 s a bring-up slowed by other clusters on the machine (two torture runs at
+/// once) met the second monitor run before Ganesha was started, and the nodes never became
+/// healthy.
+const BRING_UP_MONITOR_INTERVAL: u32 = 600;
 
 impl Cluster {
     /// Builds the namespaces and configuration and starts every ctdbd (and Ganesha, if

@@ -294,20 +294,25 @@ fn a_host_that_also_locked_through_another_ip_of_the_releasing_node_is_notified_
     c.nodes[b]
         .ctdb(&["moveip", &x.to_string(), &b_pnn.to_string()])
         .unwrap();
+    // As a client's lockd does: each reclaim as soon as its server's SM_NOTIFY came.
+    let moved = Instant::now();
     statd.wait_more_notifies(x, from_x, &c);
-    statd.wait_more_notifies(y, from_y, &c);
-    assert_eq!(
-        via_y.lock(&lock_y, true, 3).unwrap(),
-        NlmStat::Granted,
-        "reclaim through Y on A:\n{}",
-        c.logs()
-    );
+    let x_notified = moved.elapsed();
     assert_eq!(
         via_x.lock(&lock_x, true, 3).unwrap(),
         NlmStat::Granted,
-        "reclaim through X on B:\n{}",
+        "reclaim through X on B, notified {x_notified:?} after the move:\n{}",
         c.logs()
     );
+    statd.wait_more_notifies(y, from_y, &c);
+    let y_notified = moved.elapsed();
+    assert_eq!(
+        via_y.lock(&lock_y, true, 3).unwrap(),
+        NlmStat::Granted,
+        "reclaim through Y on A, notified {y_notified:?} after the move:\n{}",
+        c.logs()
+    );
+    eprintln!("SM_NOTIFY from X after {x_notified:?}, from Y after {y_notified:?}");
     // After grace the Y lock still excludes another host (through Z, on a third node).
     let other = nlm(&c, z, "10.77.1.253");
     let theirs = Lock {

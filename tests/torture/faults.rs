@@ -281,12 +281,7 @@ pub fn inject(
 
 /// Brings the cluster back: restarts, enables, then waits until every node is healthy,
 /// holds its IPs and listens on 2049.
-pub fn restore(
-    c: &mut Cluster,
-    todo: &[Restore],
-    supervised: bool,
-    checker: &Checker,
-) -> Result<(), String> {
+pub fn restore(c: &mut Cluster, todo: &[Restore], checker: &Checker) -> Result<(), String> {
     let restart: Vec<usize> = todo
         .iter()
         .filter_map(|r| match r {
@@ -320,7 +315,6 @@ pub fn restore(
         }
     }
     // A supervised Ganesha comes back on its own; wait for every node's 2049.
-    let _ = supervised;
     for i in 0..c.nodes.len() {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {

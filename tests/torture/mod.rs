@@ -344,7 +344,7 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
             // Let CTDB act on it before anything is brought back.
             std::thread::sleep(Duration::from_secs(3));
             let mid = (holders(&c), nfsd_pids(&c));
-            faults::restore(&mut c, &todo, !opts.stock, &checker)?;
+            faults::restore(&mut c, &todo, &checker)?;
             Ok(mid)
         })();
         let (mid, pids_mid) = match acted {

@@ -52,14 +52,10 @@ fn nlm(env: &Env, ip: Ipv4Addr, caller: &str) -> NlmClient {
     })
 }
 
-fn status(e: &nfs4_client::Error) -> Option<NfsStat> {
-    e.status()
-}
-
 /// Errors after which trying again is what a client does (the server is unreachable, busy,
 /// or restarted once more meanwhile).
 fn transient(e: &nfs4_client::Error) -> bool {
-    match status(e) {
+    match e.status() {
         None => true,
         Some(s) => [
             NfsStat(10008), // DELAY
@@ -71,6 +67,17 @@ fn transient(e: &nfs4_client::Error) -> bool {
             NfsStat::SEQ_MISORDERED,
         ]
         .contains(&s),
+    }
+}
+
+/// RECLAIM_COMPLETE on 4.1+ (a second one is answered COMPLETE_ALREADY: fine).
+fn reclaim_complete(client: &mut Client) -> nfs4_client::client::Result<()> {
+    if client.minor_version() == 0 {
+        return Ok(());
+    }
+    match client.reclaim_complete() {
+        Err(e) if e.status() != Some(NfsStat::COMPLETE_ALREADY) => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -110,12 +117,7 @@ impl V4Holder {
             let r = (|| -> nfs4_client::client::Result<OpenFile> {
                 self.client.disconnect();
                 self.client.establish()?;
-                if self.client.minor_version() > 0 {
-                    match self.client.reclaim_complete() {
-                        Err(e) if status(&e) != Some(NfsStat::COMPLETE_ALREADY) => return Err(e),
-                        _ => {}
-                    }
-                }
+                reclaim_complete(&mut self.client)?;
                 let mut f = self.client.open(&self.file)?;
                 if !self.churn {
                     self.client
@@ -168,9 +170,9 @@ impl V4Holder {
                     Ok(())
                 }
                 // Refused in grace: a client just retries later.
-                Err(e) if status(&e) == Some(NfsStat::GRACE) => Ok(()),
+                Err(e) if e.status() == Some(NfsStat::GRACE) => Ok(()),
                 Err(e) => {
-                    if status(&e).is_none() {
+                    if e.status().is_none() {
                         // No reply: the server may have granted it; the client reclaims it.
                         self.set_held(true);
                     }
@@ -190,12 +192,7 @@ impl V4Holder {
             }
             self.open = Some(f);
         }
-        if self.client.minor_version() > 0 {
-            match self.client.reclaim_complete() {
-                Err(e) if status(&e) != Some(NfsStat::COMPLETE_ALREADY) => return Err(e),
-                _ => {}
-            }
-        }
+        reclaim_complete(&mut self.client)?;
         Ok(())
     }
 
@@ -268,7 +265,7 @@ impl V4Holder {
         };
         while sleep_unless(&self.env.stop, tick) {
             if let Err(e) = self.step() {
-                if self.churn && status(&e) == Some(NfsStat::DENIED) {
+                if self.churn && e.status() == Some(NfsStat::DENIED) {
                     continue;
                 }
                 self.recover(&e);

@@ -32,8 +32,11 @@ use crate::dbus_admin;
 use crate::grace_admin;
 use crate::store::ctdb::CtdbStore;
 use crate::store::Store;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// CTDB runs the event script with a 30 s default timeout per event; Ganesha answers the
@@ -113,10 +116,11 @@ pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String
                 Reach::Answered => {
                     wait_for_enforcement(ctx);
                     release_clients(name, &ip.to_string(), ctx);
-                    record_nlm_release(name, ip, ctx);
+                    let collateral = nlm_collateral(name, ip, ctx);
                     if let Reach::Hung(e) = tell_ganesha(name, &format!("2:{ip}")) {
                         return Err(e);
                     }
+                    notify_collateral(name, ip, &collateral, ctx);
                 }
                 Reach::NotRunning => {
                     ensure_exit_marker(name, ctx);
@@ -280,33 +284,111 @@ fn wait_for_enforcement(ctx: &EventContext) {
     }
 }
 
-/// Asks Ganesha to drop the state of the clients filed under `what` (an IP, or "all") and
-/// waits until it has (`release@<pnn>` carries our token), a little longer than the
-/// backend's own limit.
-/// Before Ganesha's "2:<ip>": which NLM hosts the release concerns, so that the statd
-/// callout notifies them from this node's other IPs once Ganesha dropped all their locks
-/// (crate::statd's module comment says why). A failure costs those hosts only the locks
-/// they hold through the other IPs, and is said.
-fn record_nlm_release(event: &str, ip: std::net::IpAddr, ctx: &EventContext) {
-    let recorded = (|| -> Result<usize, String> {
+/// Before Ganesha's "2:<ip>": the NLM hosts whose locks through this node's other IPs
+/// the release drops, by IP (crate::statd's module comment says why). A failure costs those
+/// hosts only those locks, and is said.
+fn nlm_collateral(event: &str, ip: IpAddr, ctx: &EventContext) -> BTreeMap<IpAddr, Vec<String>> {
+    let found = (|| -> Result<BTreeMap<IpAddr, Vec<String>>, String> {
         let tool = CtdbTool::new();
-        let me = grace_admin::membership(&tool)?.me;
+        let me: u32 = grace_admin::membership(&tool)?
+            .me
+            .parse()
+            .map_err(|e| format!("this node's PNN: {e}"))?;
+        let held: Vec<IpAddr> = tool
+            .public_ips()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|p| p.holder == Some(me))
+            .map(|p| p.ip)
+            .collect();
         let store = CtdbStore::open(Box::new(tool), &ctx.records_db).map_err(|e| e.to_string())?;
-        crate::statd::record_release(&store, &me, ip).map_err(|e| e.to_string())
+        crate::statd::collateral(&store, ip, &held).map_err(|e| e.to_string())
     })();
-    match recorded {
-        Ok(0) => {}
-        Ok(n) => println!(
-            "ganesha-ctdb: {event}: {n} NLM host(s) of {ip}: each is notified from this \
-             node's other IPs once Ganesha has dropped its locks"
-        ),
-        Err(e) => eprintln!(
-            "ganesha-ctdb: {event}: cannot record {ip}'s NLM hosts ({e}): hosts that also \
+    found.unwrap_or_else(|e| {
+        eprintln!(
+            "ganesha-ctdb: {event}: cannot read {ip}'s NLM hosts ({e}): hosts that also \
              locked through this node's other IPs lose those locks without notification"
-        ),
+        );
+        BTreeMap::new()
+    })
+}
+
+/// Ganesha drops a released host's locks on a thread of its own right after answering
+/// "2:<ip>" (milliseconds); the notification waits this long so that the host's reclaims
+/// come after the drop, not before it.
+const COLLATERAL_DELAY_MS: u64 = 1000;
+
+/// After "2:<ip>": tells each host [`nlm_collateral`] named to reclaim through the other
+/// IP, in a process of its own per IP (a notification may take seconds; CTDB waits for the
+/// event). Its output goes to `<state_dir>/nlm-collateral.log`.
+fn notify_collateral(
+    event: &str,
+    released: IpAddr,
+    collateral: &BTreeMap<IpAddr, Vec<String>>,
+    ctx: &EventContext,
+) {
+    if collateral.is_empty() {
+        return;
+    }
+    let log_path = ctx.state_dir.join("nlm-collateral.log");
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ganesha-ctdb"));
+    for (ip, hosts) in collateral {
+        let log = std::fs::create_dir_all(&ctx.state_dir).and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+        });
+        let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
+            Ok((o, e)) => (Stdio::from(o), Stdio::from(e)),
+            Err(e) => {
+                eprintln!(
+                    "ganesha-ctdb: {event}: {}: {e}; its output is lost",
+                    log_path.display()
+                );
+                (Stdio::null(), Stdio::null())
+            }
+        };
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "--store",
+            "ctdb",
+            "--db",
+            &ctx.records_db,
+            "--grace-db",
+            &ctx.grace_db,
+        ])
+        .args(["notify", &ip.to_string(), "--timeout", "20"])
+        .args(["--delay-ms", &COLLATERAL_DELAY_MS.to_string()]);
+        for h in hosts {
+            cmd.arg("--client").arg(h);
+        }
+        // Its own process group: CTDB's end of the event must not take it along.
+        let spawned = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(_) => println!(
+                "ganesha-ctdb: {event}: Ganesha dropped every lock of {} NLM host(s) of \
+                 {released}, also through {ip}: notifying them from {ip} ({})",
+                hosts.len(),
+                log_path.display()
+            ),
+            Err(e) => eprintln!(
+                "ganesha-ctdb: {event}: cannot start the notification from {ip} of {} NLM \
+                 host(s) ({e}): they lose their locks through {ip}",
+                hosts.len()
+            ),
+        }
     }
 }
 
+/// Asks Ganesha to drop the state of the clients filed under `what` (an IP, or "all") and
+/// waits until it has (`release@<pnn>` carries our token), a little longer than the
+/// backend's own limit.
 fn release_clients(event: &str, what: &str, ctx: &EventContext) {
     let token = format!(
         "{}-{}",

@@ -12,128 +12,51 @@
 //! Ganesha's own NLM release ("2:<ip>", sent when an IP leaves the node) picks the NLM
 //! clients that reached the node through that IP but then drops *all* locks of their host
 //! (state_nlm_notify works per NSM client, i.e. per mon_name), also those it holds through
-//! the node's other IPs, and tells nobody. `releaseip` therefore records which hosts the
-//! release concerns (`nlm-release@<pnn>`); when statd reports one of them gone (its SM_UNMON
-//! comes once Ganesha dropped the host's last lock), the callout notifies it from each other
-//! IP the node holds, while the cluster is still in the grace the release started, so the
-//! host reclaims those locks too.
+//! the node's other IPs, and tells nobody. So `releaseip` reads, before "2:<ip>", which
+//! hosts are recorded for the IP and for which of the node's other IPs ([`collateral`]),
+//! and once Ganesha has dropped their locks notifies each from those IPs, while the
+//! cluster is still in the grace the release started: the host reclaims them there. A host
+//! that kept its locks (it never used the released IP) reclaims what it holds, which
+//! Ganesha grants to the same owner. This does not wait for the host's SM_UNMON: Ganesha
+//! does not always send one for a released host (a torture run lost a lock that way).
 
 use crate::nsm::{self, NotifyPlan, Report};
 use crate::records::ServerIp;
 use crate::store::{Store, StoreError};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::Duration;
 
 pub const STATD_PREFIX: &str = "statd-state@";
 pub const NSM_STATE_PREFIX: &str = "nsm-state@";
-pub const NLM_RELEASE_PREFIX: &str = "nlm-release@";
-/// How long after a release a host's SM_UNMON is taken for the release's doing: the hold
-/// that comes with a release keeps the cluster in grace at least this long on 4.3/6.x
-/// (Grace_Period after the takeover), and Ganesha drops the host's locks within milliseconds.
-pub const NLM_RELEASE_WINDOW: Duration = Duration::from_secs(60);
-
-/// The NLM hosts an IP release on this node concerns (see the module comment).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NlmRelease {
-    pub ip: IpAddr,
-    /// Seconds since the Unix epoch.
-    pub at: u64,
-    pub hosts: BTreeSet<String>,
-}
-
-impl NlmRelease {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut s = format!("v1 {} {}", self.ip, self.at);
-        for h in &self.hosts {
-            s.push('\n');
-            s.push_str(h);
-        }
-        s.into_bytes()
-    }
-
-    pub fn decode(v: &[u8]) -> Option<NlmRelease> {
-        let s = std::str::from_utf8(v).ok()?;
-        let mut lines = s.split('\n');
-        let mut head = lines.next()?.split(' ');
-        if head.next()? != "v1" {
-            return None;
-        }
-        let ip = head.next()?.parse().ok()?;
-        let at = head.next()?.parse().ok()?;
-        if head.next().is_some() {
-            return None;
-        }
-        Some(NlmRelease {
-            ip,
-            at,
-            hosts: lines.filter(|l| !l.is_empty()).map(str::to_owned).collect(),
-        })
-    }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
-/// Before "2:<ip>": records the hosts recorded for `ip` as the ones the release concerns
-/// (node `me`). Returns how many.
-pub fn record_release(store: &dyn Store, me: &str, ip: IpAddr) -> Result<usize, StatdError> {
-    let hosts: BTreeSet<String> = clients_of(store, &ip)?
+/// Before Ganesha's "2:<released>": for each other IP the node holds (`held`), the hosts
+/// recorded for both, i.e. the hosts whose locks through that IP the release drops and who
+/// must be told to reclaim them there (see the module comment).
+pub fn collateral(
+    store: &dyn Store,
+    released: IpAddr,
+    held: &[IpAddr],
+) -> Result<BTreeMap<IpAddr, Vec<String>>, StatdError> {
+    let hosts: BTreeSet<String> = clients_of(store, &released)?
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    let n = hosts.len();
-    let key = format!("{NLM_RELEASE_PREFIX}{me}");
-    if n == 0 {
-        store.delete(&key)?;
-    } else {
-        let r = NlmRelease {
-            ip,
-            at: now_secs(),
-            hosts,
-        };
-        store.put(&key, &r.encode())?;
+    let mut out = BTreeMap::new();
+    if hosts.is_empty() {
+        return Ok(out);
     }
-    Ok(n)
-}
-
-/// From del-client: if `client` is one of the hosts a recent release on node `me`
-/// concerns, takes it out of the record and returns the IPs among `held` (other than the
-/// released one) it is recorded for: the IPs to notify it from.
-pub fn released_host(
-    store: &dyn Store,
-    me: &str,
-    client: &str,
-    held: &[IpAddr],
-) -> Result<Vec<IpAddr>, StatdError> {
-    let key = format!("{NLM_RELEASE_PREFIX}{me}");
-    let Some(v) = store.get(&key)? else {
-        return Ok(Vec::new());
-    };
-    let Some(mut r) = NlmRelease::decode(&v) else {
-        log::warn!("{key}: unreadable, ignored");
-        return Ok(Vec::new());
-    };
-    if now_secs().saturating_sub(r.at) > NLM_RELEASE_WINDOW.as_secs() || !r.hosts.remove(client) {
-        return Ok(Vec::new());
-    }
-    if r.hosts.is_empty() {
-        store.delete(&key)?;
-    } else {
-        store.put(&key, &r.encode())?;
-    }
-    let mut ips = Vec::new();
-    for ip in held {
-        if *ip != r.ip && store.get(&statd_key(&ServerIp::Ip(*ip), client))?.is_some() {
-            ips.push(*ip);
+    for ip in held.iter().filter(|ip| **ip != released) {
+        let also: Vec<String> = clients_of(store, ip)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| hosts.contains(n))
+            .collect();
+        if !also.is_empty() {
+            out.insert(*ip, also);
         }
     }
-    Ok(ips)
+    Ok(out)
 }
 
 pub fn statd_key(ip: &ServerIp, client: &str) -> String {
@@ -416,58 +339,29 @@ mod tests {
     }
 
     #[test]
-    fn a_release_marks_its_hosts_and_their_unmonitor_names_the_other_ips_once() {
+    fn a_release_names_its_hosts_under_each_other_held_ip() {
         let s = MemoryStore::default();
         let x: IpAddr = "10.0.0.1".parse().unwrap();
         let y: IpAddr = "10.0.0.2".parse().unwrap();
         let z: IpAddr = "10.0.0.3".parse().unwrap();
-        // The node held X and Y when both hosts locked; "far" only knows Z.
-        let held = [ServerIp::Ip(x), ServerIp::Ip(y)];
-        add_client(&s, &held, "h1").unwrap();
-        add_client(&s, &held, "10.9.9.9").unwrap();
+        let w: IpAddr = "fd00::4".parse().unwrap();
+        // The node held X and Y when h1 and 10.9.9.9 locked, and Y alone when "y-only"
+        // did; "far" is recorded on another node's IP Z only.
+        add_client(&s, &[ServerIp::Ip(x), ServerIp::Ip(y)], "h1").unwrap();
+        add_client(&s, &[ServerIp::Ip(x), ServerIp::Ip(y)], "10.9.9.9").unwrap();
+        add_client(&s, &[ServerIp::Ip(y)], "y-only").unwrap();
         add_client(&s, &[ServerIp::Ip(z)], "far").unwrap();
-        assert_eq!(record_release(&s, "1", x).unwrap(), 2);
-        let r = NlmRelease::decode(&s.get("nlm-release@1").unwrap().unwrap()).unwrap();
-        assert_eq!((r.ip, r.hosts.len()), (x, 2));
-        // Another node's marker, and hosts the release does not concern, name nothing.
-        assert!(released_host(&s, "2", "h1", &[y]).unwrap().is_empty());
-        assert!(released_host(&s, "1", "far", &[y, z]).unwrap().is_empty());
-        // The released IP is not notified from; Y is, once.
-        assert_eq!(released_host(&s, "1", "h1", &[x, y, z]).unwrap(), vec![y]);
-        assert!(released_host(&s, "1", "h1", &[x, y]).unwrap().is_empty());
-        assert_eq!(released_host(&s, "1", "10.9.9.9", &[y]).unwrap(), vec![y]);
-        assert!(
-            s.get("nlm-release@1").unwrap().is_none(),
-            "emptied marker is gone"
+        // Unmonitored (statd already saw the host go) is still a host to tell.
+        del_client(&s, &[ServerIp::Ip(x), ServerIp::Ip(y)], "h1").unwrap();
+        let c = collateral(&s, x, &[x, y, w]).unwrap();
+        assert_eq!(
+            c,
+            BTreeMap::from([(y, vec!["10.9.9.9".to_string(), "h1".to_string()])])
         );
-        // A release whose hosts are long gone from the window names nothing.
-        let old = NlmRelease {
-            ip: x,
-            at: now_secs() - NLM_RELEASE_WINDOW.as_secs() - 5,
-            hosts: ["h1".to_string()].into(),
-        };
-        s.put("nlm-release@1", &old.encode()).unwrap();
-        assert!(released_host(&s, "1", "h1", &[y]).unwrap().is_empty());
-    }
-
-    #[test]
-    fn release_records_round_trip_and_garbage_is_refused() {
-        let r = NlmRelease {
-            ip: "fd00::1".parse().unwrap(),
-            at: 1_700_000_000,
-            hosts: ["a b".to_string(), "host.example".to_string()].into(),
-        };
-        assert_eq!(NlmRelease::decode(&r.encode()), Some(r));
-        for bad in [
-            &b""[..],
-            b"v2 10.0.0.1 5",
-            b"v1 nope 5",
-            b"v1 10.0.0.1",
-            b"v1 10.0.0.1 5 x",
-            b"\xff",
-        ] {
-            assert_eq!(NlmRelease::decode(bad), None, "{bad:?}");
-        }
+        // Nobody recorded for the released IP: nothing to do.
+        assert!(collateral(&s, w, &[x, y, w]).unwrap().is_empty());
+        // The released IP itself is never a source.
+        assert!(collateral(&s, x, &[x]).unwrap().is_empty());
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! Property-based fuzzing of what rpc.statd's callout hands us and what `statd` keeps
 //! (issue 15; docs/fuzzing.md): client names (mon_name: any bytes a client sent, as a
-//! callout argument), the stored NSM state, and the record of an IP release's NLM hosts.
+//! callout argument), the stored NSM state, and which hosts an IP release makes reclaim
+//! through the node's other IPs.
 //! Round trips through the memory and directory stores, stored values truncated, mutated
 //! and arbitrary. 512 cases per property (64 for the one that writes files); a long run
 //! sets PROPTEST_CASES, e.g. `PROPTEST_CASES=20000 cargo test --release --test fuzz_statd`.
 //! Failures are kept in proptest-regressions/fuzz_statd.txt and replayed first.
 
 use ganesha_ctdb_recov::records::ServerIp;
+use ganesha_ctdb_recov::statd::collateral;
 use ganesha_ctdb_recov::statd::{
-    add_client, check_client_name, clients_of, del_client, next_state, nsm_state_key, NlmRelease,
+    add_client, check_client_name, clients_of, del_client, next_state, nsm_state_key,
 };
 use ganesha_ctdb_recov::store::dir::DirStore;
 use ganesha_ctdb_recov::store::memory::MemoryStore;
@@ -127,36 +129,38 @@ proptest! {
         prop_assert!(again > state || state == u32::MAX);
     }
 
-    /// (d)(b)(a) The record of a release's NLM hosts: round trip for any hosts the callout
-    /// accepts; a prefix is nothing or the record with fewer hosts (never another IP or
-    /// time); garbage is nothing or a record stable under encode and decode.
+    /// (d) The hosts a release of X makes reclaim elsewhere: for every other held IP,
+    /// exactly the hosts recorded for both X and it (whatever the names), never X itself.
     #[test]
-    fn nlm_release_records_round_trip(
-        ip in ip(),
-        at in any::<u64>(),
-        hosts in prop::collection::btree_set(mon_name().prop_filter("storable", |n| storable(n)), 0..5),
-        garbage in prop::collection::vec(any::<u8>(), 0..64),
+    fn a_release_names_exactly_the_hosts_recorded_for_both_ips(
+        names in prop::collection::vec(mon_name().prop_filter("storable", |n| storable(n)), 1..6),
+        ips in prop::collection::btree_set(ip(), 2..4),
+        picks in prop::collection::vec(any::<u8>(), 6),
     ) {
-        let r = NlmRelease { ip, at, hosts };
-        let bytes = r.encode();
-        prop_assert_eq!(NlmRelease::decode(&bytes), Some(r.clone()));
-        let head = format!("v1 {ip} {at}").len();
-        for cut in 0..bytes.len() {
-            if let Some(p) = NlmRelease::decode(&bytes[..cut]) {
-                if cut >= head {
-                    prop_assert_eq!((p.ip, p.at), (ip, at), "cut {}", cut);
-                } else {
-                    // Cut inside the time: the format has no terminator.
-                    prop_assert!(p.ip == ip && at.to_string().starts_with(&p.at.to_string()));
-                }
-                let whole: BTreeSet<&String> = r.hosts.iter().collect();
-                for h in &p.hosts {
-                    prop_assert!(whole.contains(h) || r.hosts.iter().any(|w| w.starts_with(h.as_str())));
-                }
-            }
+        let ips: Vec<IpAddr> = ips.into_iter().collect();
+        let store = MemoryStore::default();
+        // Each name is recorded for the IPs its pick's bits select.
+        let mut recorded: Vec<BTreeSet<String>> = vec![BTreeSet::new(); ips.len()];
+        for (n, bits) in names.iter().zip(&picks) {
+            let chosen: Vec<ServerIp> = ips
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .map(|(i, ip)| {
+                    recorded[i].insert(n.clone());
+                    ServerIp::Ip(*ip)
+                })
+                .collect();
+            add_client(&store, &chosen, n).map_err(|e| TestCaseError::fail(e.to_string()))?;
         }
-        if let Some(p) = NlmRelease::decode(&garbage) {
-            prop_assert_eq!(NlmRelease::decode(&p.encode()), Some(p));
+        let got = collateral(&store, ips[0], &ips).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(!got.contains_key(&ips[0]));
+        for (i, ip) in ips.iter().enumerate().skip(1) {
+            let want: Vec<String> = recorded[0].intersection(&recorded[i]).cloned().collect();
+            let have: Vec<String> = got.get(ip).cloned().unwrap_or_default();
+            let have_set: BTreeSet<String> = have.iter().cloned().collect();
+            prop_assert_eq!(have.len(), have_set.len(), "no host twice");
+            prop_assert_eq!(have_set.into_iter().collect::<Vec<_>>(), want);
         }
     }
 }

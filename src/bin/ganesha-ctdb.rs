@@ -89,12 +89,18 @@ enum Command {
         /// The NFS host name clients mounted by (default: this host's name).
         #[arg(long)]
         name: Option<String>,
-        /// Only this recorded client (its mon_name), not every client of IP.
+        /// Only this client (its mon_name as statd recorded it), not every client of IP;
+        /// repeat for several.
         #[arg(long, value_name = "MON_NAME")]
-        client: Option<String>,
+        client: Vec<String>,
         /// Give up on clients that have not answered after this many seconds.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
+        /// Wait this long before sending. `releaseip` uses it to notify the hosts whose
+        /// locks through this node's other IPs Ganesha's release dropped, once the drop is
+        /// over.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        delay_ms: u64,
     },
     /// List the NFSv4 client records: server IP, recovery tag, client id, stamp
     /// (<node>.<epoch> of the last write) and revoked delegation handles.
@@ -180,9 +186,11 @@ fn run(cli: Cli) -> Result<(), String> {
         name,
         client,
         timeout,
+        delay_ms,
     } = &cli.command
     {
-        return notify(&cli, *ip, name.as_deref(), client.as_deref(), *timeout);
+        std::thread::sleep(Duration::from_millis(*delay_ms));
+        return notify(&cli, *ip, name.as_deref(), client, *timeout);
     }
     if let Command::Status = &cli.command {
         return status(&cli);
@@ -564,72 +572,9 @@ fn statd_callout(cli: &Cli, action: &str, args: &[String]) -> Result<(), String>
             } else {
                 statd::del_client(store.as_ref(), &ips, &client)
             };
-            r.map_err(|e| format!("statd-callout {action} {client:?}: {e}"))?;
-            if action == "del-client" {
-                if let Some(tool) = &ctdb {
-                    renotify_released(cli, store.as_ref(), tool, &ips, &client);
-                }
-            }
-            Ok(())
+            r.map_err(|e| format!("statd-callout {action} {client:?}: {e}"))
         }
         _ => Ok(()),
-    }
-}
-
-/// del-client of a host that an IP release on this node concerns (statd's module comment):
-/// notify it from each other IP it is recorded for, in a process of its own (rpc.statd waits
-/// for its callout; a notification may take seconds).
-fn renotify_released(
-    cli: &Cli,
-    store: &dyn Store,
-    tool: &CtdbTool,
-    held: &[ServerIp],
-    client: &str,
-) {
-    let ips: Vec<std::net::IpAddr> = held
-        .iter()
-        .filter_map(|s| match s {
-            ServerIp::Ip(ip) => Some(*ip),
-            _ => None,
-        })
-        .collect();
-    let targets = grace_admin::membership(tool)
-        .and_then(|m| statd::released_host(store, &m.me, client, &ips).map_err(|e| e.to_string()));
-    let targets = match targets {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("statd-callout del-client {client:?}: cannot read the release record: {e}");
-            return;
-        }
-    };
-    let exe = std::env::current_exe().unwrap_or_else(|_| "ganesha-ctdb".into());
-    for ip in targets {
-        let spawned = std::process::Command::new(&exe)
-            .args([
-                "--store",
-                "ctdb",
-                "--db",
-                &cli.db,
-                "--grace-db",
-                &cli.grace_db,
-            ])
-            .args([
-                "notify",
-                &ip.to_string(),
-                "--client",
-                client,
-                "--timeout",
-                "20",
-            ])
-            .stdin(std::process::Stdio::null())
-            .spawn();
-        match spawned {
-            Ok(_) => eprintln!(
-                "statd-callout: {client} lost its NLM locks in an IP release on this node; \
-                 notifying it from {ip}"
-            ),
-            Err(e) => eprintln!("statd-callout: cannot notify {client} from {ip}: {e}"),
-        }
     }
 }
 
@@ -637,7 +582,7 @@ fn notify(
     cli: &Cli,
     ip: std::net::IpAddr,
     name: Option<&str>,
-    client: Option<&str>,
+    clients: &[String],
     timeout: u64,
 ) -> Result<(), String> {
     let (store, _) = open_records(cli)?;
@@ -646,16 +591,17 @@ fn notify(
         .or_else(ganesha_ctdb_recov::config::hostname)
         .unwrap_or_default();
     let total = Duration::from_secs(timeout);
-    let (report, unresolved) = match client {
-        None => statd::notify_ip(store.as_ref(), ip, &host, total),
-        Some(c) => statd::notify_clients(
+    let (report, unresolved) = if clients.is_empty() {
+        statd::notify_ip(store.as_ref(), ip, &host, total)
+    } else {
+        statd::notify_clients(
             store.as_ref(),
             ip,
-            &[c.to_string()],
+            clients,
             &host,
             total,
             std::time::Instant::now(),
-        ),
+        )
     }
     .map_err(|e| format!("notify {ip}: {e}"))?;
     for n in &unresolved {

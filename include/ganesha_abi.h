@@ -181,6 +181,11 @@ typedef void (*display_log_component_level_fn)(int component, const char *file, 
  * + 0x1a0 (after the 416-byte core block), and nfs_get_grace_status and
  * nfs_put_grace_status test the byte at nfs_param + 0x1a0 before touching grace_status. */
 #define GSH65_NFS_PARAM_STICKY_GRACE_OFF 0x1a0
+/* 4.3's NFSV4 { Grace_Period } (uint32_t seconds) in nfs_param. Read from Debian 12's
+ * libganesha_nfsd.so.4.3: nfs_try_lift_grace (the function that logs "check grace:reclaim
+ * complete") loads nfs_param through the GOT, tests enable_NLM at +0x10d and adds the
+ * 32-bit value at +0x178 to current_grace.tv_sec for its timeout. */
+#define GSH43_NFS_PARAM_GRACE_PERIOD_OFF 0x178
 #define GSH_NTIRPC_NETBUF_LEN_OFF 4     /* within struct netbuf, which precedes ss by 16 */
 #define GSH_NTIRPC_NETBUF_BUF_OFF 8
 

@@ -125,6 +125,16 @@ struct State {
     placeholder: bool,
     /// try_lift_grace said false in this grace period: Ganesha now refuses reclaims here.
     lift_refused: bool,
+    /// When Ganesha's Grace_Period timer last started, as far as this backend saw: every
+    /// nfs_start_grace re-arms it, and read_clids runs inside the ones that read clients
+    /// (others only re-arm it later, which makes this earlier than the truth: the safe side).
+    armed_at: Option<Instant>,
+    /// Public IPs CTDB says this node holds that this grace period does not recover, and
+    /// since when the watcher has seen them so (cluster.rs, missed_takeovers).
+    unscoped_since: BTreeMap<IpAddr, Instant>,
+    /// The public IPs this Ganesha knows it serves: held when it started, taken over
+    /// since ("5:<ip>"), minus those released.
+    known_ips: BTreeSet<IpAddr>,
     /// First time grace_enforcing answered false (start-up waits on it).
     enforcing_wait: Option<Instant>,
     /// IPs this node released while holding: the hold ends once they have a new holder
@@ -191,6 +201,9 @@ pub struct Backend {
     /// Ganesha refuses reclaims for the rest of a grace period once a lift was refused
     /// (4.3; 6.5 with Sticky_Grace): nodes in a takeover run need the placeholder.
     refused_lift_ends_reclaims: std::sync::atomic::AtomicBool,
+    /// Ganesha's Grace_Period where it could be read from its configuration (4.3): lets
+    /// the watcher re-arm Ganesha's grace timer before it runs out (cluster.rs).
+    ganesha_grace_period: Mutex<Option<Duration>>,
     /// Client records the store could not take yet (D1 under faults).
     pending: Arc<Pending>,
 }
@@ -360,6 +373,7 @@ impl Backend {
             v40_heuristic_logged: std::sync::atomic::AtomicBool::new(false),
             tracks_reclaim_complete: std::sync::atomic::AtomicBool::new(false),
             refused_lift_ends_reclaims: std::sync::atomic::AtomicBool::new(true),
+            ganesha_grace_period: Mutex::new(None),
         })
     }
 
@@ -374,6 +388,14 @@ impl Backend {
     pub fn set_refused_lift_ends_reclaims(&self, ends: bool) {
         self.refused_lift_ends_reclaims
             .store(ends, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Ganesha's Grace_Period, as read from its configuration.
+    pub fn set_ganesha_grace_period(&self, g: Duration) {
+        *self
+            .ganesha_grace_period
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(g);
     }
 
     /// Installs how released clients' state is dropped inside Ganesha.
@@ -414,11 +436,13 @@ impl Backend {
         // IPs move around grace events: the next v4.0 client is filed by a fresh list.
         *self.ip_list.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let mut st = self.state();
+        st.armed_at = Some(Instant::now());
         match start {
             GraceStart::Restart => {
                 // Standalone: every record is this node's. In a cluster: the IPs this node
                 // holds now (the others come with their takeip), and clients filed under no IP.
                 let held = self.held_ips();
+                st.known_ips = held.iter().copied().collect();
                 st.scope = self.cluster.as_ref().map(|_| {
                     let mut scope: BTreeSet<ServerIp> =
                         held.iter().copied().map(ServerIp::Ip).collect();
@@ -451,6 +475,7 @@ impl Backend {
                     st.grace.cluster = crate::grace::start(&view, &self.node_id);
                     self.begin_epoch(&mut st);
                 }
+                st.known_ips.insert(*ip);
                 if let Some(scope) = st.scope.as_mut() {
                     scope.insert(ServerIp::Ip(*ip));
                 }
@@ -1239,6 +1264,104 @@ mod tests {
             );
             assert!(b.state().grace.held);
         }
+    }
+
+    /// Seed 3 of the torture run: a takeover run that outlasted Grace_Period found the
+    /// taker refused (4.3 then answers NFS4ERR_NO_GRACE to every reclaim). While a run is in
+    /// progress the watcher re-arms Ganesha's timer before it runs out; not otherwise, not
+    /// once Ganesha asked, and not where Grace_Period or the 4.3 behaviour is unknown.
+    #[test]
+    fn the_grace_timer_is_rearmed_before_it_runs_out_only_during_a_takeover_run() {
+        let ctdb = ctdb();
+        *ctdb.live.lock().unwrap() = Some(vec![0, 1]);
+        let store = Arc::new(MemoryStore::new());
+        let b = node0(store.clone(), &ctdb);
+        let g = Duration::from_secs(20);
+        let soon = |after: u64| Instant::now() + Duration::from_secs(after);
+        b.read_clids(&GraceStart::Control("hold".into()));
+        assert!(!b.wants_to_rearm(soon(9)), "Grace_Period unknown");
+        b.set_ganesha_grace_period(g);
+        assert!(!b.wants_to_rearm(soon(0)), "just armed");
+        assert!(b.wants_to_rearm(soon(9)), "12 s margin before 20 s");
+        // Ganesha re-armed: the timer starts again, the clid list and the hold stay.
+        assert!(b
+            .read_clids(&GraceStart::Control("rearm".into()))
+            .is_empty());
+        assert!(b.state().grace.held);
+        assert!(!b.wants_to_rearm(soon(7)));
+        assert!(b.wants_to_rearm(soon(8)));
+        // The run is over here and nowhere else holds: Ganesha may ask.
+        b.read_clids(&GraceStart::Control("ipreallocated".into()));
+        assert!(!b.wants_to_rearm(soon(19)));
+        // Another live node holds: a takeover may still come here.
+        let other = GraceRecord {
+            epoch: 1,
+            held: true,
+            cluster: crate::grace::NodeGrace {
+                epoch: 1,
+                need_grace: true,
+                enforcing: true,
+            },
+            ..GraceRecord::default()
+        };
+        store.put(&grace_key("1"), &other.encode()).unwrap();
+        b.refresh_grace_view();
+        assert!(b.wants_to_rearm(soon(9)));
+        // Too late once Ganesha asked and was refused (it refuses reclaims already).
+        assert!(!b.try_lift());
+        assert!(!b.wants_to_rearm(soon(19)));
+        // Where a refused lift leaves reclaims open (6.5's default) nothing is needed.
+        let b = node0(Arc::new(MemoryStore::new()), &ctdb);
+        b.set_ganesha_grace_period(g);
+        b.set_refused_lift_ends_reclaims(false);
+        b.read_clids(&GraceStart::Control("hold".into()));
+        assert!(!b.wants_to_rearm(soon(19)));
+    }
+
+    /// Seed 3 of the torture run: a failback's takeip reached a Ganesha that had read the
+    /// IPs it holds but was not on D-Bus yet; the IP's clients got NFS4ERR_NO_GRACE. The
+    /// watcher takes such an IP over itself, once, after TAKEIP_WAIT; never an IP this
+    /// Ganesha knows, one it released, or one not on this node's interfaces.
+    #[test]
+    fn a_takeip_that_never_reached_ganesha_is_done_by_the_watcher() {
+        let ctdb = Arc::new(FakeCtdb::new(
+            0,
+            Some(vec![0, 1]),
+            &[
+                ("127.0.0.1", Some(0)),
+                ("127.0.0.2", Some(1)),
+                ("10.255.0.9", Some(1)),
+            ],
+        ));
+        let b = node0(Arc::new(MemoryStore::new()), &ctdb);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(b.missed_takeovers(at(9)).is_empty(), "not in grace");
+        b.read_clids(&GraceStart::Restart);
+        assert!(b.missed_takeovers(at(9)).is_empty(), "held at start");
+        // CTDB gives this node 127.0.0.2 and 10.255.0.9 (not on any interface here).
+        *ctdb.ips.lock().unwrap() = vec![
+            ("127.0.0.1", Some(0)),
+            ("127.0.0.2", Some(0)),
+            ("10.255.0.9", Some(0)),
+        ];
+        assert!(
+            b.missed_takeovers(at(0)).is_empty(),
+            "its takeip may be under way"
+        );
+        assert!(b.missed_takeovers(at(4)).is_empty());
+        let two: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(b.missed_takeovers(at(5)), vec![two]);
+        b.read_clids(&GraceStart::TakeIp(two));
+        assert!(b.missed_takeovers(at(20)).is_empty(), "taken over");
+        // Released here, still listed as held until the taker has it: not taken back.
+        b.read_clids(&GraceStart::Control("release:127.0.0.1:t1".into()));
+        let _ = b.missed_takeovers(at(21));
+        assert_eq!(
+            b.missed_takeovers(at(30)),
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()],
+            "a released IP still on the interface after TAKEIP_WAIT is served here again"
+        );
     }
 
     #[test]

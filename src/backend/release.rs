@@ -129,6 +129,12 @@ impl Backend {
             .map(|(id, _)| *id)
             .collect();
         st.released.extend(ids.iter().copied());
+        match scope {
+            Scope::Ip(ip) => {
+                st.known_ips.remove(&ip);
+            }
+            Scope::All => st.known_ips.clear(),
+        }
         let shown = match scope {
             Scope::Ip(ip) => ip.to_string(),
             Scope::All => "every public IP".into(),

@@ -15,7 +15,7 @@ use super::{config, guard, logging};
 use crate::backend::{Backend, ClientInfo, GraceStart};
 use crate::config::{hostname, Config, RawConfig};
 use std::cell::UnsafeCell;
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
@@ -184,6 +184,24 @@ extern "C" fn recovery_init() -> c_int {
                     );
                 }
                 backend.set_refused_lift_ends_reclaims(sticky != Some(false));
+                // Grace_Period, so that the watcher re-arms Ganesha's timer before it runs
+                // out during a takeover run (Ganesha's own bounds: 0 to 180 s; 0 or more
+                // than a day means the offset does not fit this build: not used).
+                match layout
+                    .grace_period
+                    .and_then(|off| super::symbols::ganesha().nfs_param_u32(off))
+                {
+                    Some(g) if (1..=86_400).contains(&g) => {
+                        log::info!("Ganesha's Grace_Period: {g} s");
+                        backend
+                            .set_ganesha_grace_period(std::time::Duration::from_secs(u64::from(g)));
+                    }
+                    Some(g) => log::warn!(
+                        "Grace_Period read as {g} s from nfs_param: not this build's layout; \
+                         the grace timer is not re-armed during takeover runs"
+                    ),
+                    None => {}
+                }
                 let cluster = backend.is_cluster();
                 *RUNNING.write().unwrap_or_else(|e| e.into_inner()) = Some(Running {
                     backend: backend.clone(),
@@ -508,11 +526,43 @@ extern "C" fn maybe_start_grace() {
 /// Enters grace as a joiner: nfs_start_grace with EVENT_UPDATE_CLIENTS and the verb "join"
 /// (which calls set_enforcing and recovery_read_clids(event 3, "join") back).
 fn join_cluster_grace() {
-    let Some(start) = ganesha().nfs_start_grace else {
-        log::error!("Ganesha exports no nfs_start_grace; cannot join the cluster grace");
+    start_grace_with(c"join", "join the cluster grace");
+}
+
+/// Restarts Ganesha's Grace_Period timer while it is in grace: nfs_start_grace with the
+/// verb "rearm" (read_clids notes the time; Ganesha's clid list is kept). See
+/// src/backend/cluster.rs for why.
+fn rearm_grace_timer() {
+    start_grace_with(c"rearm", "re-arm the grace timer");
+}
+
+/// What the event script's takeip does ("5:<ip>"), for a takeip that never reached
+/// Ganesha (Backend::missed_takeovers).
+fn take_ip(ip: std::net::IpAddr) {
+    let Ok(addr) = CString::new(ip.to_string()) else {
         return;
     };
-    let verb = c"join";
+    let Some(start) = ganesha().nfs_start_grace else {
+        log::error!("Ganesha exports no nfs_start_grace; cannot take over {ip}");
+        return;
+    };
+    let mut gsp = nfs_grace_start_t {
+        event: 5,
+        nodeid: -1,
+        ipaddr: addr.as_ptr() as *mut c_char,
+    };
+    // SAFETY: gsp and the string it points to outlive the call; Ganesha only reads them.
+    let rc = unsafe { start(&mut gsp) };
+    if rc != 0 {
+        log::info!("grace: cannot take over {ip} now ({rc}); retrying in a second");
+    }
+}
+
+fn start_grace_with(verb: &CStr, what: &str) {
+    let Some(start) = ganesha().nfs_start_grace else {
+        log::error!("Ganesha exports no nfs_start_grace; cannot {what}");
+        return;
+    };
     let mut gsp = nfs_grace_start_t {
         event: 3,
         nodeid: -1,
@@ -523,7 +573,7 @@ fn join_cluster_grace() {
     if rc != 0 {
         // -EAGAIN: requests hold references to the current grace state; the next reaper
         // tick (or watcher wake-up) tries again.
-        log::info!("grace: joining the cluster grace failed ({rc}); retrying at the next tick");
+        log::info!("grace: cannot {what} now ({rc}); retrying at the next tick");
     }
 }
 
@@ -565,12 +615,23 @@ fn spawn_watcher(backend: Arc<Backend>) {
             if !still_running {
                 return;
             }
-            let (join, lift) = super::guard("the grace watcher", (false, false), || {
-                backend.refresh_grace_view();
-                backend.end_finished_hold();
-                let join = backend.wants_to_join();
-                (join, !join && backend.wants_to_retry_lift())
+            let (join, lift, rearm) =
+                super::guard("the grace watcher", (false, false, false), || {
+                    backend.refresh_grace_view();
+                    backend.end_finished_hold();
+                    let join = backend.wants_to_join();
+                    let rearm = !join && backend.wants_to_rearm(std::time::Instant::now());
+                    (join, !join && backend.wants_to_retry_lift(), rearm)
+                });
+            if rearm {
+                rearm_grace_timer();
+            }
+            let missed = super::guard("the grace watcher", Vec::new(), || {
+                backend.missed_takeovers(std::time::Instant::now())
             });
+            for ip in missed {
+                take_ip(ip);
+            }
             match ganesha().reaper_wake {
                 // SAFETY: reaper_wake takes no arguments and only signals the reaper.
                 Some(w) if join || lift => unsafe { w() },

@@ -56,6 +56,10 @@ pub struct Layout {
     /// where it was measured (6.5). None: a refused lift always ends reclaims (4.3 always
     /// works so; on other versions it is not known, and assuming it is the safe side).
     pub(super) sticky_grace: Option<usize>,
+    /// Offset in nfs_param of NFSV4 { Grace_Period } (u32 seconds) where it was measured
+    /// (4.3). The backend re-arms Ganesha's grace timer before it runs out during a
+    /// takeover run (src/backend/cluster.rs); without the offset it cannot.
+    pub(super) grace_period: Option<usize>,
 }
 
 impl Layout {
@@ -99,12 +103,14 @@ const V4_3: Layout = Layout {
     open_state_counter: None,
     release: true,
     sticky_grace: None,
+    grace_period: Some(b::GSH43_NFS_PARAM_GRACE_PERIOD_OFF as usize),
 };
 
 /// 5.x: the client struct as 4.3; its request context was not measured.
 const V5: Layout = Layout {
     name: "5.x",
     request: None,
+    grace_period: None,
     ..V4_3
 };
 
@@ -114,6 +120,7 @@ const V6: Layout = Layout {
     cid_gsh_client: b::GSH62_CID_GSH_CLIENT_OFF as usize,
     component_state: b::GSH_COMPONENT_STATE_V6 as usize,
     open_state_counter: Some(b::GSH62_CID_OPEN_STATE_COUNTER_OFF as usize),
+    grace_period: None,
     ..V4_3
 };
 
@@ -143,6 +150,7 @@ const V15: Layout = Layout {
     open_state_counter: None,
     release: false,
     sticky_grace: None,
+    grace_period: None,
 };
 
 /// The versions whose layouts were measured: 4.3 (Debian 12's binaries and the source),

@@ -179,6 +179,16 @@ impl Ganesha {
         Some(byte != 0)
     }
 
+    /// The u32 at `off` in nfs_param (None outside Ganesha), as nfs_param_bool.
+    pub fn nfs_param_u32(&self, off: usize) -> Option<u32> {
+        if self.nfs_param.is_null() {
+            return None;
+        }
+        // SAFETY: as nfs_param_bool; the callers' offsets are of 4-byte aligned u32 fields.
+        let v = unsafe { std::ptr::read_volatile(self.nfs_param.add(off) as *const u32) };
+        Some(v)
+    }
+
     /// Ganesha's table of confirmed NFSv4 clients (null outside Ganesha).
     pub fn confirmed_clients(&self) -> *mut c_void {
         if self.confirmed_clients.is_null() {

@@ -586,10 +586,11 @@ impl Backend {
                 .any(|n| records.get(n).is_some_and(|r| r.held))
     }
 
-    /// The watcher, while Ganesha is in grace: public IPs CTDB has given this node for
-    /// TAKEIP_WAIT that this Ganesha does not know it serves (`known_ips`). Their takeip never
-    /// reached Ganesha: Ganesha 4.3 reads the IPs it holds at the start of its grace period
-    /// but answers D-Bus only once every live node enforces grace (seconds later), and a
+    /// The watcher, during the grace period Ganesha started with: public IPs CTDB has given
+    /// this node for TAKEIP_WAIT that this Ganesha does not know it serves (`known_ips`).
+    /// Their takeip never reached Ganesha: Ganesha 4.3 reads the IPs it holds at the start
+    /// of its grace period but answers D-Bus only once every live node enforces grace
+    /// (seconds later), and a
     /// takeip in between finds "nobody on the bus" (torture seed 3, step 4: a failback to a
     /// node whose Ganesha was starting; every reclaim got NFS4ERR_NO_GRACE). The caller
     /// does the takeover ("5:<ip>") itself.
@@ -597,9 +598,12 @@ impl Backend {
         let Some(c) = &self.cluster else {
             return Vec::new();
         };
-        if !self.state().local_in_grace {
-            self.state().unscoped_since.clear();
-            return Vec::new();
+        {
+            let mut st = self.state();
+            if !(st.local_in_grace && st.starting) {
+                st.unscoped_since.clear();
+                return Vec::new();
+            }
         }
         // Outside the state lock: a ctdb call may take seconds.
         let held: BTreeSet<IpAddr> = match c.ctdb.public_ips() {

@@ -135,6 +135,9 @@ struct State {
     /// The public IPs this Ganesha knows it serves: held when it started, taken over
     /// since ("5:<ip>"), minus those released.
     known_ips: BTreeSet<IpAddr>,
+    /// This grace period began with Ganesha's start (Restart), the only time a takeip can
+    /// miss Ganesha (cluster.rs, missed_takeovers).
+    starting: bool,
     /// First time grace_enforcing answered false (start-up waits on it).
     enforcing_wait: Option<Instant>,
     /// IPs this node released while holding: the hold ends once they have a new holder
@@ -443,6 +446,7 @@ impl Backend {
                 // holds now (the others come with their takeip), and clients filed under no IP.
                 let held = self.held_ips();
                 st.known_ips = held.iter().copied().collect();
+                st.starting = true;
                 st.scope = self.cluster.as_ref().map(|_| {
                     let mut scope: BTreeSet<ServerIp> =
                         held.iter().copied().map(ServerIp::Ip).collect();
@@ -954,6 +958,7 @@ impl Backend {
         st.fresh_grace = false;
         st.placeholder = false;
         st.lift_refused = false;
+        st.starting = false;
         st.scope = None;
         let epoch = st.grace.epoch;
         if self.cluster.is_some() {
@@ -1362,6 +1367,12 @@ mod tests {
             vec!["127.0.0.1".parse::<IpAddr>().unwrap()],
             "a released IP still on the interface after TAKEIP_WAIT is served here again"
         );
+        // Only in the grace period Ganesha started with (D-Bus is up afterwards).
+        b.end_grace();
+        b.read_clids(&GraceStart::Control("hold".into()));
+        *ctdb.ips.lock().unwrap() = vec![("127.0.0.3", Some(0))];
+        let _ = b.missed_takeovers(at(40));
+        assert!(b.missed_takeovers(at(50)).is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod dbus_admin;
 pub mod event;
 #[allow(unsafe_code)]
 pub mod ganesha;
+pub mod ganesha_conf;
 pub mod grace;
 pub mod grace_admin;
 pub mod nsm;

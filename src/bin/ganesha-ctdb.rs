@@ -1,10 +1,11 @@
 //! ganesha-ctdb: the operator's tool for the ganesha-ctdb recovery backend.
 
 use clap::{Parser, Subcommand};
-use ganesha_ctdb_recov::config::{DEFAULT_DIR, DEFAULT_GRACE_DB, DEFAULT_RECOVERY_DB};
+use ganesha_ctdb_recov::config::{RawConfig, DEFAULT_DIR, DEFAULT_GRACE_DB, DEFAULT_RECOVERY_DB};
 use ganesha_ctdb_recov::ctdb::{CtdbApi, CtdbTool};
 use ganesha_ctdb_recov::dbus_admin;
 use ganesha_ctdb_recov::event;
+use ganesha_ctdb_recov::ganesha_conf;
 use ganesha_ctdb_recov::grace as cluster_grace;
 use ganesha_ctdb_recov::grace_admin::{self, GraceRecords};
 use ganesha_ctdb_recov::nsm;
@@ -29,10 +30,12 @@ use std::time::Duration;
     long_about = "ganesha-ctdb is the operator's tool for the ganesha-ctdb recovery backend, which \
 NFS-Ganesha loads (NFSV4 { RecoveryBackend = rados_cluster; } with the library on its \
 LD_LIBRARY_PATH) to remember which NFSv4 clients may reclaim their opens and locks after a \
-restart or an IP takeover.\n\nThe store is the directory named by Dir in the CTDB_RECOVERY block \
-of ganesha.conf (default /var/lib/ganesha-ctdb), or with --store ctdb the CTDB persistent \
-database named by Recovery_DB (default ganesha_recovery.tdb), read through the local ctdbd \
-(CTDB_SOCKET selects another). Reading either is safe while Ganesha runs.",
+restart or an IP takeover.\n\nThe store is the one the CTDB_RECOVERY block of \
+/etc/ganesha/ganesha.conf names (--config for another file; each of --store, --dir, --db and \
+--grace-db overrides its setting): with Store = dir the directory Dir (default \
+/var/lib/ganesha-ctdb), with Store = ctdb the CTDB persistent databases Recovery_DB and Grace_DB \
+(default ganesha_recovery.tdb, ganesha_grace.tdb), read through the local ctdbd (CTDB_SOCKET \
+selects another). Reading either is safe while Ganesha runs.",
     after_help = "Examples:\n  \
 ganesha-ctdb records                   who may reclaim after the next restart\n  \
 ganesha-ctdb records --dir /srv/state  the same for another store directory\n  \
@@ -43,17 +46,32 @@ ganesha-ctdb --store ctdb records      the records in the cluster's CTDB databas
 ganesha-ctdb event takeip eth0 10.0.0.5 24   what CTDB's event script runs (see `event --help`)"
 )]
 struct Cli {
-    /// The store directory (Dir in CTDB_RECOVERY).
-    #[arg(long, global = true, default_value = DEFAULT_DIR, value_name = "PATH")]
+    /// The ganesha.conf whose CTDB_RECOVERY block names the store; the flags below override
+    /// it. A missing default file means the defaults.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// The store directory (Dir in CTDB_RECOVERY; default /var/lib/ganesha-ctdb).
+    #[arg(long = "dir", global = true, value_name = "PATH")]
+    dir_flag: Option<PathBuf>,
+    /// Which store to read: dir (Store = dir, the default) or ctdb (Store = ctdb).
+    #[arg(long = "store", global = true, value_parser = ["dir", "ctdb"])]
+    store_flag: Option<String>,
+    /// The CTDB persistent database (Recovery_DB in CTDB_RECOVERY; default
+    /// ganesha_recovery.tdb), with the ctdb store.
+    #[arg(long = "db", global = true, value_name = "NAME.tdb")]
+    db_flag: Option<String>,
+    /// The CTDB persistent database of the grace records (Grace_DB; default
+    /// ganesha_grace.tdb), with the ctdb store.
+    #[arg(long = "grace-db", global = true, value_name = "NAME.tdb")]
+    grace_db_flag: Option<String>,
+    /// What the flags, ganesha.conf and the defaults say, in that order (resolve_store).
+    #[arg(skip)]
     dir: PathBuf,
-    /// Which store to read: dir (Store = dir) or ctdb (Store = ctdb).
-    #[arg(long, global = true, default_value = "dir", value_parser = ["dir", "ctdb"])]
+    #[arg(skip)]
     store: String,
-    /// The CTDB persistent database (Recovery_DB in CTDB_RECOVERY), with --store ctdb.
-    #[arg(long, global = true, default_value = DEFAULT_RECOVERY_DB, value_name = "NAME.tdb")]
+    #[arg(skip)]
     db: String,
-    /// The CTDB persistent database of the grace records (Grace_DB), with --store ctdb.
-    #[arg(long, global = true, default_value = DEFAULT_GRACE_DB, value_name = "NAME.tdb")]
+    #[arg(skip)]
     grace_db: String,
     /// Machine-readable output: '|'-separated fields with a header row, like `ctdb -X`.
     #[arg(short = 'X', global = true)]
@@ -640,8 +658,68 @@ fn refuse_live(node: &str, live: &BTreeSet<String>, with_ctdb: bool) -> Result<(
     Ok(())
 }
 
+/// Fills the store settings: each from its flag, else from the CTDB_RECOVERY block of
+/// ganesha.conf (--config, or /etc/ganesha/ganesha.conf if it exists), else the default.
+fn resolve_store(cli: &mut Cli) -> Result<(), String> {
+    let all_flags = cli.dir_flag.is_some()
+        && cli.store_flag.is_some()
+        && cli.db_flag.is_some()
+        && cli.grace_db_flag.is_some();
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(ganesha_conf::DEFAULT_PATH));
+    let raw = if all_flags || (cli.config.is_none() && !path.exists()) {
+        RawConfig::default()
+    } else {
+        let blocks = ganesha_conf::read(&path).map_err(|e| {
+            format!(
+                "reading the store from {e}
+(fix the file, name another with --config, or \
+                 give --store, --dir, --db and --grace-db)"
+            )
+        })?;
+        ganesha_conf::ctdb_recovery(&blocks)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .unwrap_or_default()
+    };
+    let store = cli.store_flag.clone().or(raw.store.clone());
+    let store = match store.as_deref().unwrap_or("dir") {
+        s if s.eq_ignore_ascii_case("dir") => "dir",
+        s if s.eq_ignore_ascii_case("ctdb") => "ctdb",
+        other => {
+            return Err(format!(
+                "{}: CTDB_RECOVERY {{ Store = {other}; }} is not a store (dir or ctdb)",
+                path.display()
+            ))
+        }
+    };
+    cli.store = store.to_string();
+    cli.dir = cli
+        .dir_flag
+        .clone()
+        .or(raw.dir.map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
+    cli.db = cli
+        .db_flag
+        .clone()
+        .or(raw.recovery_db)
+        .unwrap_or_else(|| DEFAULT_RECOVERY_DB.to_string());
+    cli.grace_db = cli
+        .grace_db_flag
+        .clone()
+        .or(raw.grace_db)
+        .unwrap_or_else(|| DEFAULT_GRACE_DB.to_string());
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let mut cli = Cli::parse();
+    if let Err(e) = resolve_store(&mut cli) {
+        eprintln!("ganesha-ctdb: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ganesha-ctdb: {e}");

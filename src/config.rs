@@ -22,6 +22,19 @@ impl fmt::Display for StoreKind {
     }
 }
 
+impl StoreKind {
+    /// `Store = ...` as ganesha.conf writes it (case-insensitive).
+    pub fn from_name(name: &str) -> Option<StoreKind> {
+        if name.eq_ignore_ascii_case("dir") {
+            Some(StoreKind::Dir)
+        } else if name.eq_ignore_ascii_case("ctdb") {
+            Some(StoreKind::Ctdb)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub store: StoreKind,
@@ -62,13 +75,13 @@ impl Config {
         hostname: impl FnOnce() -> Option<String>,
     ) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let store = match raw.store.as_deref().unwrap_or("dir") {
-            s if s.eq_ignore_ascii_case("dir") => StoreKind::Dir,
-            s if s.eq_ignore_ascii_case("ctdb") => StoreKind::Ctdb,
-            other => {
+        let name = raw.store.as_deref().unwrap_or("dir");
+        let store = match StoreKind::from_name(name) {
+            Some(kind) => kind,
+            None => {
                 errors.push(ConfigError {
                     key: "Store",
-                    message: format!("{other:?} is not a store; write Store = dir; (a directory, the default) or Store = ctdb; (CTDB persistent databases)"),
+                    message: format!("{name:?} is not a store; write Store = dir; (a directory, the default) or Store = ctdb; (CTDB persistent databases)"),
                 });
                 StoreKind::Dir
             }

@@ -419,11 +419,7 @@ impl Backend {
         if std::mem::take(&mut st.fresh_grace) {
             st.placeholder = false; // Ganesha cleared its list
         }
-        let takeover_run = st.grace.held
-            || view
-                .live
-                .iter()
-                .any(|n| records.get(n).is_some_and(|r| r.held));
+        let takeover_run = takeover_run(st, &view, &records);
         let needs_placeholder = self
             .refused_lift_ends_reclaims
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -579,53 +575,38 @@ impl Backend {
             return false;
         }
         let (view, records) = self.cached_view_with(&st);
-        st.grace.held
-            || view
-                .live
-                .iter()
-                .any(|n| records.get(n).is_some_and(|r| r.held))
+        takeover_run(&st, &view, &records)
     }
 
     /// The watcher, during the grace period Ganesha started with: public IPs CTDB has given
     /// this node for TAKEIP_WAIT that this Ganesha does not know it serves (`known_ips`).
     /// Their takeip never reached Ganesha: Ganesha 4.3 reads the IPs it holds at the start
     /// of its grace period but answers D-Bus only once every live node enforces grace
-    /// (seconds later), and a
-    /// takeip in between finds "nobody on the bus" (torture seed 3, step 4: a failback to a
-    /// node whose Ganesha was starting; every reclaim got NFS4ERR_NO_GRACE). The caller
-    /// does the takeover ("5:<ip>") itself.
+    /// (seconds later), and a takeip in between finds "nobody on the bus" (torture seed 3,
+    /// step 4: a failback to a node whose Ganesha was starting; every reclaim got
+    /// NFS4ERR_NO_GRACE). The caller does the takeover ("5:<ip>") itself.
     pub fn missed_takeovers(&self, now: Instant) -> Vec<IpAddr> {
-        let Some(c) = &self.cluster else {
-            return Vec::new();
-        };
         {
             let mut st = self.state();
-            if !(st.local_in_grace && st.starting) {
-                st.unscoped_since.clear();
+            if self.cluster.is_none() || !(st.local_in_grace && st.starting) {
+                st.unknown_since.clear();
                 return Vec::new();
             }
         }
-        // Outside the state lock: a ctdb call may take seconds.
-        let held: BTreeSet<IpAddr> = match c.ctdb.public_ips() {
-            Ok(ips) => ips
-                .into_iter()
-                .filter(|p| p.holder == Some(c.pnn))
-                .map(|p| p.ip)
-                .collect(),
-            Err(_) => return Vec::new(),
-        };
-        // Only addresses really on this node's interfaces: after a release CTDB may list the
-        // node as the holder until the taker has the IP, but 10.interface has removed it.
-        let held: BTreeSet<IpAddr> = held
+        // Outside the state lock: a ctdb call may take seconds. Only addresses really on
+        // this node's interfaces: after a release CTDB may list the node as the holder until
+        // the taker has the IP, but 10.interface has removed it.
+        let held: BTreeSet<IpAddr> = self
+            .held_ips()
             .into_iter()
             .filter(|ip| std::net::UdpSocket::bind((*ip, 0)).is_ok())
             .collect();
         let mut st = self.state();
         let missing: BTreeSet<IpAddr> = held.difference(&st.known_ips).copied().collect();
-        st.unscoped_since.retain(|ip, _| missing.contains(ip));
+        st.unknown_since.retain(|ip, _| missing.contains(ip));
         let mut due = Vec::new();
         for ip in missing {
-            let since = *st.unscoped_since.entry(ip).or_insert(now);
+            let since = *st.unknown_since.entry(ip).or_insert(now);
             if now.saturating_duration_since(since) >= TAKEIP_WAIT {
                 due.push(ip);
             }
@@ -707,4 +688,18 @@ impl Backend {
     pub fn is_cluster(&self) -> bool {
         self.cluster.is_some()
     }
+}
+
+/// A CTDB takeover run is in progress: this node or another live one holds the cluster in
+/// grace for it, so an IP may still be taken over here.
+fn takeover_run(
+    st: &State,
+    view: &ClusterView<String>,
+    records: &BTreeMap<String, GraceRecord>,
+) -> bool {
+    st.grace.held
+        || view
+            .live
+            .iter()
+            .any(|n| records.get(n).is_some_and(|r| r.held))
 }

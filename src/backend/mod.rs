@@ -129,9 +129,9 @@ struct State {
     /// nfs_start_grace re-arms it, and read_clids runs inside the ones that read clients
     /// (others only re-arm it later, which makes this earlier than the truth: the safe side).
     armed_at: Option<Instant>,
-    /// Public IPs CTDB says this node holds that this grace period does not recover, and
-    /// since when the watcher has seen them so (cluster.rs, missed_takeovers).
-    unscoped_since: BTreeMap<IpAddr, Instant>,
+    /// Public IPs CTDB says this node holds that are not in `known_ips`, and since when the
+    /// watcher has seen them so (cluster.rs, missed_takeovers).
+    unknown_since: BTreeMap<IpAddr, Instant>,
     /// The public IPs this Ganesha knows it serves: held when it started, taken over
     /// since ("5:<ip>"), minus those released.
     known_ips: BTreeSet<IpAddr>,
@@ -656,7 +656,7 @@ impl Backend {
     }
 
     /// Public IPs this node holds now (empty when standalone or ctdbd does not answer).
-    fn held_ips(&self) -> Vec<IpAddr> {
+    pub(super) fn held_ips(&self) -> Vec<IpAddr> {
         let Some(c) = &self.cluster else {
             return Vec::new();
         };

@@ -1,7 +1,9 @@
 //! ganesha-ctdb: the operator's tool for the ganesha-ctdb recovery backend.
 
 use clap::{Parser, Subcommand};
-use ganesha_ctdb_recov::config::{RawConfig, DEFAULT_DIR, DEFAULT_GRACE_DB, DEFAULT_RECOVERY_DB};
+use ganesha_ctdb_recov::config::{
+    RawConfig, StoreKind, DEFAULT_DIR, DEFAULT_GRACE_DB, DEFAULT_RECOVERY_DB,
+};
 use ganesha_ctdb_recov::ctdb::{CtdbApi, CtdbTool};
 use ganesha_ctdb_recov::dbus_admin;
 use ganesha_ctdb_recov::event;
@@ -684,17 +686,15 @@ fn resolve_store(cli: &mut Cli) -> Result<(), String> {
             .unwrap_or_default()
     };
     let store = cli.store_flag.clone().or(raw.store.clone());
-    let store = match store.as_deref().unwrap_or("dir") {
-        s if s.eq_ignore_ascii_case("dir") => "dir",
-        s if s.eq_ignore_ascii_case("ctdb") => "ctdb",
-        other => {
-            return Err(format!(
-                "{}: CTDB_RECOVERY {{ Store = {other}; }} is not a store (dir or ctdb)",
+    let name = store.as_deref().unwrap_or("dir");
+    cli.store = StoreKind::from_name(name)
+        .ok_or_else(|| {
+            format!(
+                "{}: CTDB_RECOVERY {{ Store = {name}; }} is not a store (dir or ctdb)",
                 path.display()
-            ))
-        }
-    };
-    cli.store = store.to_string();
+            )
+        })?
+        .to_string();
     cli.dir = cli
         .dir_flag
         .clone()

@@ -526,47 +526,34 @@ extern "C" fn maybe_start_grace() {
 /// Enters grace as a joiner: nfs_start_grace with EVENT_UPDATE_CLIENTS and the verb "join"
 /// (which calls set_enforcing and recovery_read_clids(event 3, "join") back).
 fn join_cluster_grace() {
-    start_grace_with(c"join", "join the cluster grace");
+    start_grace(3, c"join", "join the cluster grace");
 }
 
 /// Restarts Ganesha's Grace_Period timer while it is in grace: nfs_start_grace with the
 /// verb "rearm" (read_clids notes the time; Ganesha's clid list is kept). See
 /// src/backend/cluster.rs for why.
 fn rearm_grace_timer() {
-    start_grace_with(c"rearm", "re-arm the grace timer");
+    start_grace(3, c"rearm", "re-arm the grace timer");
 }
 
 /// What the event script's takeip does ("5:<ip>"), for a takeip that never reached
 /// Ganesha (Backend::missed_takeovers).
 fn take_ip(ip: std::net::IpAddr) {
-    let Ok(addr) = CString::new(ip.to_string()) else {
-        return;
-    };
-    let Some(start) = ganesha().nfs_start_grace else {
-        log::error!("Ganesha exports no nfs_start_grace; cannot take over {ip}");
-        return;
-    };
-    let mut gsp = nfs_grace_start_t {
-        event: 5,
-        nodeid: -1,
-        ipaddr: addr.as_ptr() as *mut c_char,
-    };
-    // SAFETY: gsp and the string it points to outlive the call; Ganesha only reads them.
-    let rc = unsafe { start(&mut gsp) };
-    if rc != 0 {
-        log::info!("grace: cannot take over {ip} now ({rc}); retrying in a second");
+    if let Ok(addr) = CString::new(ip.to_string()) {
+        start_grace(5, &addr, &format!("take over {ip}"));
     }
 }
 
-fn start_grace_with(verb: &CStr, what: &str) {
+/// nfs_start_grace(event, arg) as the D-Bus grace method calls it.
+fn start_grace(event: c_int, arg: &CStr, what: &str) {
     let Some(start) = ganesha().nfs_start_grace else {
         log::error!("Ganesha exports no nfs_start_grace; cannot {what}");
         return;
     };
     let mut gsp = nfs_grace_start_t {
-        event: 3,
+        event,
         nodeid: -1,
-        ipaddr: verb.as_ptr() as *mut c_char,
+        ipaddr: arg.as_ptr() as *mut c_char,
     };
     // SAFETY: gsp and the string it points to outlive the call; Ganesha only reads them.
     let rc = unsafe { start(&mut gsp) };

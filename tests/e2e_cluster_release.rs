@@ -749,6 +749,16 @@ fn a_ganesha_whose_ctdbd_dies_stops_so_that_its_clients_reclaim_on_the_taker() {
     // ctdbd back within 0.3 s (torture seed 7, step 7): the watcher, which looks once a
     // second, rarely sees its socket refuse, but the others took the IPs all the same. It
     // sees the daemon's new socket instead and stops Ganesha.
+    // New locks only once the first failure's grace is over everywhere.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while (0..3).any(|i| common::in_grace(&c, i)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still in grace:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let b_pnn = c.holder(x, 0).unwrap().unwrap();
     let b = c.node_by_pnn(b_pnn).unwrap();
     let survivor = (0..3).find(|i| *i != b).unwrap();

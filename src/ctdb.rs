@@ -57,6 +57,11 @@ pub trait CtdbApi: Send + Sync {
     fn daemon_gone(&self) -> bool {
         false
     }
+    /// Something that changes when the daemon restarts (None: not known): the other nodes
+    /// saw it go, and took this node's public IPs, even if it came back within a second.
+    fn daemon_instance(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Where Debian's `ctdb` tool finds ctdbd when CTDB_SOCKET is not set.
@@ -430,6 +435,23 @@ impl CtdbApi for CtdbTool {
         )
     }
 
+    /// ctdbd's socket file, which ctdbd unlinks and creates at every start: its inode and
+    /// modification time (the inode alone may be reused at once). A stat, not a `ctdb`
+    /// run, so the watcher can look every second.
+    fn daemon_instance(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self
+            .socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        std::fs::metadata(path).ok().map(|m| {
+            let mtime = (m.mtime() as u64)
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(m.mtime_nsec() as u64);
+            m.ino().rotate_left(32) ^ mtime
+        })
+    }
+
     fn nodes(&self) -> Result<Vec<NodeInfo>> {
         let out = self.run(&["-X", "status"], None)?;
         let nodes = parse_status(&String::from_utf8_lossy(&out))?;
@@ -510,6 +532,8 @@ pub(crate) mod testing {
         pub ip_calls: AtomicUsize,
         /// The daemon's socket refuses connections.
         pub gone: std::sync::atomic::AtomicBool,
+        /// daemon_instance.
+        pub instance: Mutex<Option<u64>>,
     }
 
     impl FakeCtdb {
@@ -524,6 +548,7 @@ pub(crate) mod testing {
                 ips: Mutex::new(ips.to_vec()),
                 ip_calls: AtomicUsize::new(0),
                 gone: std::sync::atomic::AtomicBool::new(false),
+                instance: Mutex::new(None),
             }
         }
 
@@ -535,6 +560,9 @@ pub(crate) mod testing {
     impl CtdbApi for FakeCtdb {
         fn daemon_gone(&self) -> bool {
             self.gone.load(Ordering::SeqCst)
+        }
+        fn daemon_instance(&self) -> Option<u64> {
+            *self.instance.lock().unwrap()
         }
         fn nodes(&self) -> Result<Vec<NodeInfo>> {
             let live = self.live.lock().unwrap().clone();

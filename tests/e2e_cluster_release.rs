@@ -745,4 +745,54 @@ fn a_ganesha_whose_ctdbd_dies_stops_so_that_its_clients_reclaim_on_the_taker() {
     // The client reclaims wherever X is now (the taker, or A again after failback).
     one.reclaim(&c);
     c.wait_healthy(Duration::from_secs(120)).unwrap();
+
+    // ctdbd back within 0.3 s (torture seed 7, step 7): the watcher, which looks once a
+    // second, rarely sees its socket refuse, but the others took the IPs all the same. It
+    // sees the daemon's new socket instead and stops Ganesha.
+    // New locks only once the first failure's grace is over everywhere.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while (0..3).any(|i| common::in_grace(&c, i)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still in grace:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let b_pnn = c.holder(x, 0).unwrap().unwrap();
+    let b = c.node_by_pnn(b_pnn).unwrap();
+    let survivor = (0..3).find(|i| *i != b).unwrap();
+    let mut two = lock_via(
+        &c,
+        x,
+        1,
+        &owners::linux_v41(2, "client2"),
+        "export/cd41b.txt",
+    );
+    let stops = |c: &Cluster| {
+        let log = c.nodes[b].ganesha_log();
+        log.matches("ctdbd restarted under this Ganesha").count()
+            + log.matches("this node's ctdbd is gone").count()
+    };
+    let stops_before = stops(&c);
+    let nfsd_before = c.nodes[b].ganesha_nfsd_pid();
+    c.restart_ctdbd(b, Duration::from_millis(300)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stops(&c) == stops_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's Ganesha did not stop after its ctdbd restarted:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_ne!(
+        c.nodes[b].ganesha_nfsd_pid(),
+        nfsd_before,
+        "B's ganesha.nfsd stopped"
+    );
+    c.wait_ip_moved(x, b_pnn, survivor, Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    two.reclaim(&c);
+    c.wait_healthy(Duration::from_secs(120)).unwrap();
 }

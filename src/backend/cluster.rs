@@ -152,6 +152,7 @@ impl Backend {
     /// startrecovery (which waits for a leader election when the leader died): hold the
     /// cluster in grace from here, as startrecovery would.
     pub fn refresh_grace_view(&self) {
+        self.stop_if_ctdbd_restarted();
         let ((records, live), known) = self.read_and_cache();
         self.heal_own_record(records.get(&self.node_id));
         // Compared only between memberships CTDB told: the stand-in for an unknown one
@@ -193,6 +194,62 @@ impl Backend {
         }
         // Deferred: CTDB's recovery may freeze the database any moment now.
         self.write_grace_later(&st);
+    }
+
+    /// The local ctdbd restarted under this Ganesha, however quickly (torture seed 7, step
+    /// 7: ctdbd down 0.5 s, between two looks of the watcher): the other nodes saw it go and
+    /// took this node's public IPs, and their clients' reclaims there met the locks this
+    /// Ganesha still held (NFS4ERR_DENIED, NLM4_DENIED). Stop as for a ctdbd that is gone,
+    /// unless this Ganesha serves no IP any more (a `ctdb` service restart first ran
+    /// `shutdown`, which released every client) or no other node was live to take them.
+    fn stop_if_ctdbd_restarted(&self) {
+        let Some(c) = &self.cluster else { return };
+        let Some(now) = c.ctdb.daemon_instance() else {
+            return;
+        };
+        let before = self
+            .ctdbd_instance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(now);
+        if before.map_or(true, |b| b == now) {
+            return;
+        }
+        let others = self
+            .last_membership
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|l| l.iter().any(|n| *n != self.node_id));
+        let serving = !self.state().known_ips.is_empty();
+        if !(others && serving) {
+            log::warn!(
+                "this node's ctdbd restarted ({}); Ganesha keeps running: {}",
+                c.ctdb.describe(),
+                if others {
+                    "it serves no public IP"
+                } else {
+                    "no other node was live to take its IPs"
+                }
+            );
+            return;
+        }
+        log::error!(
+            "this node's ctdbd restarted under this Ganesha ({}): the other nodes took this \
+             node's public IPs, where their clients must reclaim the locks this Ganesha holds; \
+             stopping Ganesha so that they can (systemd starts it again)",
+            c.ctdb.describe()
+        );
+        log::logger().flush();
+        match self
+            .releaser
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            Some(r) => r.stop_ganesha(),
+            None => log::error!("not inside Ganesha: nothing to stop"),
+        }
     }
 
     /// The local ctdbd is gone (its socket refuses connections; a frozen or busy ctdbd

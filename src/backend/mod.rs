@@ -207,6 +207,8 @@ pub struct Backend {
     /// Ganesha's Grace_Period where it could be read from its configuration (4.3): lets
     /// the watcher re-arm Ganesha's grace timer before it runs out (cluster.rs).
     ganesha_grace_period: Mutex<Option<Duration>>,
+    /// The local ctdbd's instance (CtdbApi::daemon_instance) the watcher saw last.
+    ctdbd_instance: Mutex<Option<u64>>,
     /// Client records the store could not take yet (D1 under faults).
     pending: Arc<Pending>,
 }
@@ -377,6 +379,7 @@ impl Backend {
             tracks_reclaim_complete: std::sync::atomic::AtomicBool::new(false),
             refused_lift_ends_reclaims: std::sync::atomic::AtomicBool::new(true),
             ganesha_grace_period: Mutex::new(None),
+            ctdbd_instance: Mutex::new(None),
         })
     }
 
@@ -1441,6 +1444,44 @@ mod tests {
         gone(true);
         b.refresh_grace_view();
         assert_eq!(stops(), 1);
+    }
+
+    /// Torture seed 7, step 7: ctdbd killed and back 0.5 s later, unseen by a watcher that
+    /// looks for a refusing socket; the takers' reclaims met this Ganesha's locks.
+    #[test]
+    fn ganesha_stops_when_its_ctdbd_restarted_under_it_while_it_serves_ips() {
+        let ctdb = ctdb();
+        *ctdb.live.lock().unwrap() = Some(vec![0, 1]);
+        let b = node0(Arc::new(MemoryStore::new()), &ctdb);
+        let stopper = Arc::new(Stopper::default());
+        b.set_releaser(stopper.clone());
+        let stops = || stopper.0.load(std::sync::atomic::Ordering::SeqCst);
+        let instance = |i: Option<u64>| *ctdb.instance.lock().unwrap() = i;
+        b.read_clids(&GraceStart::Restart); // serves 10.0.0.1
+        instance(Some(7));
+        b.refresh_grace_view();
+        b.refresh_grace_view();
+        instance(None); // socket missing for a moment: daemon_gone's business
+        b.refresh_grace_view();
+        assert_eq!(stops(), 0, "same daemon");
+        instance(Some(8));
+        b.refresh_grace_view();
+        assert_eq!(stops(), 1, "restarted");
+        // After `shutdown` released every client there is nothing to protect.
+        b.read_clids(&GraceStart::Control("release:all:t".into()));
+        instance(Some(9));
+        b.refresh_grace_view();
+        assert_eq!(stops(), 1);
+        // Alone in the cluster: nobody took the IPs.
+        let b = node0(Arc::new(MemoryStore::new()), &ctdb);
+        let stopper = Arc::new(Stopper::default());
+        b.set_releaser(stopper.clone());
+        *ctdb.live.lock().unwrap() = Some(vec![0]);
+        b.read_clids(&GraceStart::Restart);
+        b.refresh_grace_view();
+        instance(Some(10));
+        b.refresh_grace_view();
+        assert_eq!(stopper.0.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -34,6 +34,25 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The cdylib Ganesha loads, target/<profile>/libganesha_ctdb_recov.so. `cargo test`
+/// rebuilds the library in target/<profile>/deps but copies it up only on `cargo build`: a
+/// test run after a change without one would drive yesterday's library and report on it.
+pub fn fresh_library(target: &Path) -> PathBuf {
+    let lib = target.join("libganesha_ctdb_recov.so");
+    let built = target.join("deps/libganesha_ctdb_recov.so");
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (mtime(&lib), mtime(&built)) {
+        (None, _) => panic!("{} missing: cargo build first", lib.display()),
+        (Some(up), Some(new)) if up < new => panic!(
+            "{} is older than the library this test run built ({}): cargo build first \
+             (scripts/test.sh does)",
+            lib.display(),
+            built.display()
+        ),
+        _ => lib,
+    }
+}
+
 pub fn store_on(c: &Cluster, i: usize, db: &str) -> CtdbStore {
     let tool = CtdbTool::with_socket(c.nodes[i].socket());
     CtdbStore::open(Box::new(tool), db).expect("attach test database")
@@ -164,9 +183,9 @@ impl ClusterOpts {
             supervise,
         } = self;
         let target = target_dir();
+        fresh_library(&target);
         assert!(
-            target.join("libganesha_ctdb_recov.so").exists()
-                && target.join("ganesha-ctdb").exists(),
+            target.join("ganesha-ctdb").exists(),
             "build first: cargo build --workspace --all-targets"
         );
         let mut spec = ClusterSpec::new(nodes, public_ips);

@@ -6,19 +6,12 @@ use super::run;
 use ganesha_ctdb_recov::store::dir::DirStore;
 use ganesha_ctdb_recov::store::Store;
 use nfs4_client::{netns, Client, ClientOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn built_library() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let lib = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .join("libganesha_ctdb_recov.so");
-    assert!(lib.exists(), "{} missing: cargo build first", lib.display());
-    lib
+    super::fresh_library(&super::target_dir())
 }
 
 /// Which Ganesha runs: this machine's (Debian 12's 4.3), or a Debian release's from its

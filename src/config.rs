@@ -69,6 +69,22 @@ pub struct RawConfig {
 }
 
 impl Config {
+    /// The settings in effect, as the log line at start-up shows them: only those the
+    /// chosen store uses (the ctdb store takes its node id from ctdbd, and no directory).
+    pub fn summary(&self) -> String {
+        match self.store {
+            StoreKind::Dir => format!(
+                "Store = dir, Dir = {}, Node_Id = {}",
+                self.dir.display(),
+                self.node_id
+            ),
+            StoreKind::Ctdb => format!(
+                "Store = ctdb, Recovery_DB = {}, Grace_DB = {} (the node id is ctdbd's PNN)",
+                self.recovery_db, self.grace_db
+            ),
+        }
+    }
+
     /// Validates raw values; returns every error, not just the first.
     pub fn from_raw(
         raw: &RawConfig,
@@ -209,6 +225,25 @@ mod tests {
             recovery_db: None,
             grace_db: None,
         }
+    }
+
+    #[test]
+    fn the_start_up_line_names_only_what_the_store_uses() {
+        let host = || Some("h1".to_string());
+        let dir = Config::from_raw(&raw(Some("dir"), Some("/srv/rec"), None), host).unwrap();
+        assert_eq!(dir.summary(), "Store = dir, Dir = /srv/rec, Node_Id = h1");
+        let ctdb = Config::from_raw(&raw(Some("ctdb"), None, None), host).unwrap();
+        let line = ctdb.summary();
+        assert!(
+            line.starts_with(
+                "Store = ctdb, Recovery_DB = ganesha_recovery.tdb, Grace_DB = ganesha_grace.tdb"
+            ),
+            "{line}"
+        );
+        assert!(
+            !line.contains("Dir =") && !line.contains("Node_Id ="),
+            "{line}"
+        );
     }
 
     #[test]

@@ -135,13 +135,7 @@ pub unsafe fn load(parse_tree: *mut c_void, err_type: *mut config_error_type) ->
     }
     match validate(&raw) {
         Ok(config) => {
-            log::info!(
-                "CTDB_RECOVERY: Store = {}, Dir = {}, Node_Id = {}, Recovery_DB = {}",
-                config.store,
-                config.dir.display(),
-                config.node_id,
-                config.recovery_db
-            );
+            log::info!("CTDB_RECOVERY: {}", config.summary());
             *PARSED.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
             0
         }

@@ -65,7 +65,8 @@ impl<N: Ord> ClusterView<N> {
         self.records.get(node).copied().unwrap_or_default()
     }
 
-    fn live_records(&self) -> impl Iterator<Item = (&N, NodeGrace)> + '_ {
+    /// The live nodes with their records.
+    pub fn live_records(&self) -> impl Iterator<Item = (&N, NodeGrace)> + '_ {
         self.live.iter().map(move |n| (n, self.record(n)))
     }
 }

@@ -18,8 +18,10 @@ pub mod ganesha_conf;
 pub mod grace;
 pub mod grace_admin;
 pub mod nsm;
+pub mod progress;
 pub mod records;
 pub mod statd;
+pub mod status_view;
 pub mod store;
 
 /// Shared by the `fuzz` test modules (docs/fuzzing.md).

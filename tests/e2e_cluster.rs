@@ -92,6 +92,43 @@ fn ctdb_store_replicates_survives_a_full_cluster_restart_and_loses_no_concurrent
     }
 }
 
+/// `ganesha-ctdb status` (-X with `machine`) as an operator runs it on node `i`: no
+/// store flags, the node's ganesha.conf names the store.
+fn tool_status(c: &Cluster, i: usize, machine: bool) -> String {
+    let mut cmd = std::process::Command::new(common::target_dir().join("ganesha-ctdb"));
+    cmd.arg("--config")
+        .arg(c.nodes[i].base.join("ganesha.conf"))
+        .arg("status")
+        .env("CTDB_SOCKET", c.nodes[i].socket());
+    if machine {
+        cmd.arg("-X");
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// `status -X` on node `i` once it contains `want` (nodes publish once a second).
+fn wait_status(c: &Cluster, i: usize, want: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = tool_status(c, i, true);
+        if text.contains(want) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never showed {want:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Clients through X (NFSv4.0 and 4.1) and through another IP Y lock files; X moves (node
 /// killed, or planned); the X clients reclaim through X on the new holder, the Y client
 /// is not offered reclaim there, and newcomers get NFS4ERR_GRACE.
@@ -177,6 +214,27 @@ fn takeover_scenario(kill: bool) {
     let want = format!("(takeover of {x}): 2 client(s) may reclaim");
     wait_log(&c, b, &want, Duration::from_secs(30));
 
+    // The operator's view of the takeover: B reclaims X's two clients, none back yet,
+    // both named as missing; the verdict says so first.
+    let row = format!("|{x}|{b_pnn}|2|0|{b_pnn}|2|0|2|");
+    let shown = wait_status(&c, b, &row);
+    let verdict = shown.lines().nth(1).unwrap_or_default();
+    assert!(
+        verdict.starts_with("|1|")
+            && verdict.contains(&format!("node {b_pnn} reclaims"))
+            && verdict.contains(&x.to_string())
+            && verdict.contains("0 of 2 client(s) back"),
+        "{shown}"
+    );
+    let human = tool_status(&c, b, false);
+    assert!(
+        human.contains("2 expected, 0 back, 2 missing")
+            && human.matches("      missing: ").count() >= 2
+            && human.contains("c41"),
+        "{human}"
+    );
+    eprintln!("status on node {b_pnn} during the takeover:\n{human}");
+
     // The X clients reclaim through X, now on node B.
     c40.disconnect();
     c40.establish().unwrap();
@@ -193,6 +251,8 @@ fn takeover_scenario(kill: bool) {
     c41.lock(&mut r41, LockType::Write, 0, 100, true)
         .expect("v4.1 LOCK reclaim on the new node");
     c41.reclaim_complete().unwrap();
+    let shown = wait_status(&c, b, &format!("|{x}|{b_pnn}|2|0|{b_pnn}|2|2|0|"));
+    assert!(shown.contains("2 of 2 client(s) back"), "{shown}");
 
     // Y's client is not X's: B does not offer it reclaim through X.
     let mut cy_via_x = client(&c, x, 1, &oy);

@@ -572,13 +572,20 @@ impl Backend {
         let mut st = self.state();
         let (view, _) = self.cached_view_with(&st);
         if grace::enforcing_everywhere(&view) {
-            st.enforcing_wait = None;
+            if let Some(since) = st.enforcing_wait.take() {
+                log::info!(
+                    "grace: every live node enforces grace (waited {:.1} s)",
+                    since.elapsed().as_secs_f64()
+                );
+            }
+            st.waiting_for.clear();
             return true;
         }
-        let lagging: Vec<&String> = view
+        let lagging: Vec<String> = view
             .live
             .iter()
             .filter(|n| !view.record(n).enforcing)
+            .cloned()
             .collect();
         let since = *st.enforcing_wait.get_or_insert_with(Instant::now);
         if since.elapsed() > ENFORCING_WAIT_LIMIT {
@@ -586,9 +593,20 @@ impl Backend {
                 "grace: node(s) {lagging:?} have not entered grace after {ENFORCING_WAIT_LIMIT:?}; \
                  carrying on without them (is their nfs-ganesha running?)"
             );
+            st.waiting_for.clear();
             return true;
         }
-        log::info!("grace: waiting for node(s) {lagging:?} to enforce grace");
+        // Once per set of laggards: Ganesha asks every second, and at start-up it does not
+        // listen on NFS meanwhile, which looks like a hang during a rolling start.
+        if st.waiting_for != lagging {
+            log::warn!(
+                "grace: waiting for node(s) {lagging:?} to enforce grace (their Ganesha starts \
+                 or joins); until they do, a starting Ganesha does not listen on NFS, so that \
+                 no node grants what this node's clients may reclaim; at most \
+                 {ENFORCING_WAIT_LIMIT:?}, see `ganesha-ctdb status`"
+            );
+            st.waiting_for = lagging;
+        }
         false
     }
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod cluster;
 mod pending;
+mod published;
 mod release;
 
 pub use pending::{run_file, PendingStatus, MAX_PENDING, PENDING_PREFIX};
@@ -140,6 +141,11 @@ struct State {
     starting: bool,
     /// First time grace_enforcing answered false (start-up waits on it).
     enforcing_wait: Option<Instant>,
+    /// The live nodes grace_enforcing last waited for (a starting Ganesha does not listen
+    /// until they enforce grace); published for `status`.
+    waiting_for: Vec<String>,
+    /// When this node's current grace epoch began.
+    started_at: Option<Instant>,
     /// IPs this node released while holding: the hold ends once they have a new holder
     /// (`ctdb moveip` runs no ipreallocated event).
     held_for: BTreeSet<IpAddr>,
@@ -211,6 +217,10 @@ pub struct Backend {
     ctdbd_instance: Mutex<Option<u64>>,
     /// Client records the store could not take yet (D1 under faults).
     pending: Arc<Pending>,
+    /// How the NSM notifications of this grace period went, per IP (published.rs).
+    nlm_progress: Arc<Mutex<BTreeMap<IpAddr, crate::progress::NlmProgress>>>,
+    /// The progress record last published, and whether it was stored.
+    progress_published: Mutex<Option<(Vec<u8>, bool)>>,
 }
 
 impl Drop for Backend {
@@ -380,6 +390,8 @@ impl Backend {
             refused_lift_ends_reclaims: std::sync::atomic::AtomicBool::new(true),
             ganesha_grace_period: Mutex::new(None),
             ctdbd_instance: Mutex::new(None),
+            nlm_progress: Arc::new(Mutex::new(BTreeMap::new())),
+            progress_published: Mutex::new(None),
         })
     }
 
@@ -459,6 +471,7 @@ impl Backend {
                 // A Ganesha that restarted under its IPs (crashed alone, restarted by
                 // systemd) lost every NLM lock, and nothing else tells those clients: no IP
                 // moved, and rpc.statd (which runs on) sends SM_NOTIFY only when it starts.
+                self.clear_nlm_progress();
                 for ip in &held {
                     self.notify_nlm_clients(*ip);
                 }
@@ -481,6 +494,7 @@ impl Backend {
                     let (view, _) = self.view_with(&st);
                     st.grace.cluster = crate::grace::start(&view, &self.node_id);
                     self.begin_epoch(&mut st);
+                    self.clear_nlm_progress();
                 }
                 st.known_ips.insert(*ip);
                 if let Some(scope) = st.scope.as_mut() {
@@ -579,11 +593,14 @@ impl Backend {
             describe_scope(&st.scope, start == &GraceStart::Restart),
             entries.len()
         );
+        drop(st);
+        self.publish_progress_if_standalone();
         entries
     }
 
     fn begin_epoch(&self, st: &mut State) {
         st.grace.epoch += 1;
+        st.started_at = Some(Instant::now());
         st.grace.recovering = true;
         st.grace.cluster.need_grace = true;
         st.grace.cluster.enforcing = true;
@@ -611,6 +628,8 @@ impl Backend {
     /// SM_NOTIFY from `ip`), on a thread of its own: never on Ganesha's grace path.
     fn notify_nlm_clients(&self, ip: IpAddr) {
         let store = self.store.clone();
+        self.nlm_progress_started(ip);
+        let progress = self.nlm_progress.clone();
         let host = crate::config::hostname().unwrap_or_default();
         let spawned = std::thread::Builder::new()
             .name("gctdb-nsm".into())
@@ -637,6 +656,23 @@ impl Backend {
                         other => break other,
                     }
                 };
+                {
+                    let mut all = progress.lock().unwrap_or_else(|e| e.into_inner());
+                    let p = all.entry(ip).or_default();
+                    p.done = true;
+                    match &result {
+                        Ok((report, unresolved)) => {
+                            let silent = report.unanswered();
+                            p.notified = report.outcomes.len() - silent.len();
+                            p.silent = silent
+                                .iter()
+                                .map(|a| a.to_string())
+                                .chain(unresolved.iter().cloned())
+                                .collect();
+                        }
+                        Err(e) => p.error = Some(e.to_string()),
+                    }
+                }
                 match result {
                     Ok((report, unresolved))
                         if report.outcomes.is_empty() && unresolved.is_empty() =>
@@ -986,6 +1022,7 @@ impl Backend {
         }
         self.write_grace(&st);
         drop(st);
+        self.publish_progress_if_standalone();
         let removed = drop_unreclaimed(self.store.as_ref(), &self.records, &self.pending, offered);
         log::info!(
             "grace epoch {epoch} ended; {removed} client(s) that did not reclaim lost their records"

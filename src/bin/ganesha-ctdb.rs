@@ -11,13 +11,16 @@ use ganesha_ctdb_recov::ganesha_conf;
 use ganesha_ctdb_recov::grace as cluster_grace;
 use ganesha_ctdb_recov::grace_admin::{self, GraceRecords};
 use ganesha_ctdb_recov::nsm;
+use ganesha_ctdb_recov::progress::{Progress, PROGRESS_PREFIX};
 use ganesha_ctdb_recov::records::ServerIp;
 use ganesha_ctdb_recov::records::{grace_key, parse_v4_key, ClientRecord, V4_PREFIX};
 use ganesha_ctdb_recov::statd;
+use ganesha_ctdb_recov::status_view;
 use ganesha_ctdb_recov::store::ctdb::CtdbStore;
 use ganesha_ctdb_recov::store::dir::DirStore;
 use ganesha_ctdb_recov::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -84,10 +87,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// One screen for an incident: the cluster grace; each node (live, needs grace,
-    /// enforcing, recovering, held, epoch); each public IP with its holder and how many
-    /// NFSv4 and NLM clients are recorded for it. With -X: two '|' tables, nodes then IPs.
-    Status,
+    /// One screen for an incident. First a verdict: "not in grace", or why the cluster is
+    /// in grace ("node 1 reclaims 10.77.1.1 for 41 s more at most, 3 of 5 client(s)
+    /// back"); then what each node waits for (its clients' reclaims, a CTDB takeover run,
+    /// other nodes to enforce grace before its Ganesha listens); the grace records; records
+    /// pending durability; each public IP with its holder, its recorded NFSv4 and NLM
+    /// clients and, while a node reclaims its clients, how many are expected, back and
+    /// missing (the missing ones named) and how its NSM notification went. Nodes publish
+    /// their progress once a second (`progress@<node>` in the grace database).
+    /// With -X: '|' tables, each with a header row: verdict, nodes' waits, public IPs
+    /// (with the reclaim columns), grace records, pending records.
+    Status {
+        /// Redraw once a second until interrupted (with -X: print the tables each second).
+        #[arg(long)]
+        watch: bool,
+    },
     /// rpc.statd's ha-callout (nfs.conf: [statd] ha-callout): `add-client <mon_name>
     /// <my_name>` records the NLM client against every public IP this node holds
     /// (statd-state@<ip>@<mon_name>); `del-client` marks it unmonitored but keeps it for
@@ -212,8 +226,8 @@ fn run(cli: Cli) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(*delay_ms));
         return notify(&cli, *ip, name.as_deref(), client, *timeout);
     }
-    if let Command::Status = &cli.command {
-        return status(&cli);
+    if let Command::Status { watch } = &cli.command {
+        return status(&cli, *watch);
     }
     if let Command::Grace { action } = &cli.command {
         let (store, ctdb): (Box<dyn Store>, Option<CtdbTool>) = if cli.store == "ctdb" {
@@ -325,7 +339,7 @@ fn grace_command(
     let live = live_nodes(&records, ctdb)?;
     match action {
         GraceAction::Status | GraceAction::Join => {
-            print_grace(store, &records, &live, machine);
+            print!("{}", grace_table(store, &records, &live, machine));
             Ok(())
         }
         GraceAction::Lift { node } => {
@@ -355,13 +369,23 @@ fn grace_command(
     }
 }
 
-fn print_grace(store: &dyn Store, records: &GraceRecords, live: &BTreeSet<String>, machine: bool) {
+fn grace_table(
+    store: &dyn Store,
+    records: &GraceRecords,
+    live: &BTreeSet<String>,
+    machine: bool,
+) -> String {
+    let mut o = String::new();
     let view = grace_admin::view(records, live);
     let yn = |b: bool| if b { "yes" } else { "no" };
     if machine {
-        println!("|Node|Live|Epoch|ClusterEpoch|NeedGrace|Enforcing|Recovering|Held|");
+        let _ = writeln!(
+            o,
+            "|Node|Live|Epoch|ClusterEpoch|NeedGrace|Enforcing|Recovering|Held|"
+        );
     } else {
-        println!(
+        let _ = writeln!(
+            o,
             "Cluster grace: {}{}",
             if cluster_grace::cluster_in_grace(&view) {
                 "IN GRACE"
@@ -372,7 +396,8 @@ fn print_grace(store: &dyn Store, records: &GraceRecords, live: &BTreeSet<String
                 .map(|e| format!(" (epoch {e})"))
                 .unwrap_or_default()
         );
-        println!(
+        let _ = writeln!(
+            o,
             "{:<6} {:<5} {:>6} {:>8} {:<5} {:<9} {:<10} {:<4}",
             "node", "live", "epoch", "cluster", "need", "enforcing", "recovering", "held"
         );
@@ -383,7 +408,8 @@ fn print_grace(store: &dyn Store, records: &GraceRecords, live: &BTreeSet<String
         let r = records.get(n).cloned().unwrap_or_default();
         let l = live.contains(n);
         if machine {
-            println!(
+            let _ = writeln!(
+                o,
                 "|{n}|{}|{}|{}|{}|{}|{}|{}|",
                 u8::from(l),
                 r.epoch,
@@ -394,7 +420,8 @@ fn print_grace(store: &dyn Store, records: &GraceRecords, live: &BTreeSet<String
                 u8::from(r.held)
             );
         } else {
-            println!(
+            let _ = writeln!(
+                o,
                 "{n:<6} {:<5} {:>6} {:>8} {:<5} {:<9} {:<10} {:<4}",
                 yn(l),
                 r.epoch,
@@ -407,15 +434,50 @@ fn print_grace(store: &dyn Store, records: &GraceRecords, live: &BTreeSet<String
         }
     }
     if records.is_empty() && !machine {
-        println!(
+        let _ = writeln!(
+            o,
             "no grace records in {} (Ganesha has not started on it yet)",
             store.describe()
         );
     }
+    o
 }
 
-/// `status`: grace records, membership, public IPs and client counts per IP.
-fn status(cli: &Cli) -> Result<(), String> {
+/// `status`: why the cluster is in grace (src/status_view.rs), the grace records, records
+/// pending durability, and per public IP its holder, its clients and any reclaim of them.
+fn status(cli: &Cli, watch: bool) -> Result<(), String> {
+    if !watch {
+        print!("{}", status_screen(cli)?);
+        return Ok(());
+    }
+    loop {
+        // The whole screen is built before it is drawn: no half-drawn frame while a ctdb
+        // call takes its time.
+        let screen = match status_screen(cli) {
+            Ok(s) => s,
+            Err(e) => format!("ganesha-ctdb: {e}\n"),
+        };
+        if cli.machine {
+            println!("{screen}");
+        } else {
+            print!(
+                "\x1b[H\x1b[2J{}  (every 1 s; Ctrl-C ends)\n\n{screen}",
+                utc_time_of_day()
+            );
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The time of day in UTC (what the store's stamps and CTDB's logs can be compared with).
+fn utc_time_of_day() -> String {
+    let t = ganesha_ctdb_recov::progress::unix_now() % 86_400;
+    format!("{:02}:{:02}:{:02} UTC", t / 3600, t / 60 % 60, t % 60)
+}
+
+fn status_screen(cli: &Cli) -> Result<String, String> {
     let (records, grace, ctdb): (Box<dyn Store>, Box<dyn Store>, Option<CtdbTool>) =
         if cli.store == "ctdb" {
             let tool = CtdbTool::new();
@@ -431,14 +493,25 @@ fn status(cli: &Cli) -> Result<(), String> {
         };
     let grace_records = read_grace(grace.as_ref())?;
     let live = live_nodes(&grace_records, ctdb.as_ref())?;
-    print_grace(grace.as_ref(), &grace_records, &live, cli.machine);
-    print_pending(grace.as_ref(), cli.machine);
-
-    // Client counts per server IP, from the keys alone.
+    let mut progress = BTreeMap::new();
+    if let Ok(scan) = grace.scan(PROGRESS_PREFIX) {
+        for (key, value) in scan.entries {
+            match Progress::decode(&value) {
+                Some(p) => {
+                    progress.insert(key[PROGRESS_PREFIX.len()..].to_string(), p);
+                }
+                None => eprintln!("skipping {key:?}: not a progress record"),
+            }
+        }
+    }
+    let mut stamps = BTreeMap::new();
     let mut v4: BTreeMap<String, usize> = BTreeMap::new();
-    for (key, _) in records.scan(V4_PREFIX).map_err(|e| e.to_string())?.entries {
+    for (key, value) in records.scan(V4_PREFIX).map_err(|e| e.to_string())?.entries {
         if let Some((ip, _)) = parse_v4_key(&key) {
             *v4.entry(ip.to_string()).or_default() += 1;
+        }
+        if let Ok(r) = ClientRecord::decode(&value) {
+            stamps.insert(key, r.stamp);
         }
     }
     let mut nlm: BTreeMap<String, usize> = BTreeMap::new();
@@ -451,43 +524,51 @@ fn status(cli: &Cli) -> Result<(), String> {
             *nlm.entry(ip.to_string()).or_default() += 1;
         }
     }
-    let mut ips: BTreeMap<String, String> = BTreeMap::new();
+    let mut holders: BTreeMap<String, String> = BTreeMap::new();
     if let Some(t) = &ctdb {
         for p in t.public_ips().map_err(|e| e.to_string())? {
-            ips.insert(
+            holders.insert(
                 p.ip.to_string(),
                 p.holder.map_or("-".into(), |h| h.to_string()),
             );
         }
     }
-    for ip in v4.keys().chain(nlm.keys()) {
-        ips.entry(ip.clone()).or_insert_with(|| "-".into());
-    }
+    let view = status_view::build(&status_view::Inputs {
+        grace: &grace_records,
+        live: &live,
+        progress: &progress,
+        stamps: &stamps,
+        holders: &holders,
+        v4: &v4,
+        nlm: &nlm,
+        now: ganesha_ctdb_recov::progress::unix_now(),
+    });
+    let mut out = String::new();
     if cli.machine {
-        println!("|PublicIP|Holder|V4Clients|NLMClients|");
+        out.push_str(&status_view::render_machine(&view));
+        out.push_str(&grace_table(grace.as_ref(), &grace_records, &live, true));
+        out.push_str(&pending_table(grace.as_ref(), true));
     } else {
-        println!();
-        println!(
-            "{:<40} {:<6} {:>10} {:>11}",
-            "public IP", "holder", "v4 clients", "NLM clients"
-        );
+        let text = status_view::render(&view);
+        // Verdict and per-node reasons first, then the records behind them, then the IPs.
+        let (head, ips) = text
+            .split_once("\n\n")
+            .map_or((text.as_str(), ""), |(a, b)| (a, b));
+        out.push_str(head);
+        out.push_str("\n\n");
+        // Without its "Cluster grace:" line: the verdict said it.
+        let table = grace_table(grace.as_ref(), &grace_records, &live, false);
+        out.push_str(table.split_once('\n').map_or("", |(_, rest)| rest));
+        out.push_str(&pending_table(grace.as_ref(), false));
+        out.push('\n');
+        out.push_str(ips);
     }
-    for (ip, holder) in &ips {
-        let (a, b) = (
-            v4.get(ip).copied().unwrap_or(0),
-            nlm.get(ip).copied().unwrap_or(0),
-        );
-        if cli.machine {
-            println!("|{ip}|{holder}|{a}|{b}|");
-        } else {
-            println!("{ip:<40} {holder:<6} {a:>10} {b:>11}");
-        }
-    }
-    Ok(())
+    Ok(out)
 }
 
 /// Client records nodes could not store yet (kept in memory and retried by the backend).
-fn print_pending(grace: &dyn Store, machine: bool) {
+fn pending_table(grace: &dyn Store, machine: bool) -> String {
+    let mut o = String::new();
     let run_dir = ganesha_ctdb_recov::backend::run_file("x")
         .parent()
         .map(std::path::Path::to_path_buf);
@@ -503,23 +584,27 @@ fn print_pending(grace: &dyn Store, machine: bool) {
         }
     };
     if machine {
-        println!("|Node|PendingRecords|OldestAgeSecs|Lost|");
+        let _ = writeln!(o, "|Node|PendingRecords|OldestAgeSecs|Lost|");
         for (node, p) in &all {
-            println!("|{node}|{}|{}|{}|", p.count, age(p.since_unix), p.lost);
+            let _ = writeln!(o, "|{node}|{}|{}|{}|", p.count, age(p.since_unix), p.lost);
         }
-        return;
+        return o;
     }
     let troubled: Vec<_> = all
         .iter()
         .filter(|(_, p)| p.count > 0 || p.lost > 0)
         .collect();
     if troubled.is_empty() {
-        println!("\nRecords pending durability: none");
-        return;
+        let _ = writeln!(o, "\nRecords pending durability: none");
+        return o;
     }
-    println!("\nRecords pending durability (kept in memory, counted for reclaim, retried):");
+    let _ = writeln!(
+        o,
+        "\nRecords pending durability (kept in memory, counted for reclaim, retried):"
+    );
     for (node, p) in troubled {
-        println!(
+        let _ = writeln!(
+            o,
             "node {node}: {} pending, the oldest for {} s{}; last error: {}",
             p.count,
             age(p.since_unix),
@@ -535,6 +620,7 @@ fn print_pending(grace: &dyn Store, machine: bool) {
             p.error
         );
     }
+    o
 }
 
 fn open_records(cli: &Cli) -> Result<(Box<dyn Store>, Option<CtdbTool>), String> {

@@ -625,6 +625,8 @@ fn spawn_watcher(backend: Arc<Backend>) {
                 None if join => join_cluster_grace(),
                 _ => {}
             }
+            // After the wake-ups: a ctdb write may take its whole timeout in a CTDB recovery.
+            super::guard("the grace watcher", (), || backend.publish_progress());
         });
     if let Err(e) = spawned {
         log::error!("cannot start the grace watcher ({e}); joining waits for the reaper tick");

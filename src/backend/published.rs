@@ -1,0 +1,118 @@
+//! This node's grace progress, published for `ganesha-ctdb status` (src/progress.rs): the
+//! watcher writes it once a second when it changed (in a cluster), the grace hooks after
+//! each grace event when standalone (no watcher runs there).
+
+use super::{Backend, State};
+use crate::progress::{unix_of, NlmProgress, Progress, PROGRESS_PREFIX};
+use crate::records::{parse_v4_key, ServerIp};
+use std::net::IpAddr;
+
+impl Backend {
+    fn progress_of(&self, st: &State) -> Progress {
+        let grace_period = *self
+            .ganesha_grace_period
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let in_scope = |key: &String| {
+            let Some((ip, _)) = parse_v4_key(key) else {
+                return false;
+            };
+            st.scope.as_ref().map_or(true, |s| s.contains(&ip))
+        };
+        let offered: std::collections::BTreeSet<String> =
+            st.offered.keys().filter(|k| in_scope(k)).cloned().collect();
+        let nlm = self
+            .nlm_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(ip, p)| (ip.to_string(), p.clone()))
+            .collect();
+        Progress {
+            epoch: st.grace.epoch,
+            stamp: self.stamp(st),
+            in_grace: st.local_in_grace,
+            recovering: st.grace.recovering,
+            started: st.started_at.map_or(0, unix_of),
+            ends: match (st.local_in_grace, st.armed_at, grace_period) {
+                (true, Some(at), Some(g)) => unix_of(at) + g.as_secs(),
+                _ => 0,
+            },
+            held_since: if st.grace.held {
+                st.held_since.map_or(0, unix_of)
+            } else {
+                0
+            },
+            scope: st
+                .scope
+                .iter()
+                .flatten()
+                .map(|ip| match ip {
+                    ServerIp::Ip(a) => a.to_string(),
+                    ServerIp::Local => "local".into(),
+                })
+                .collect(),
+            offered_total: offered.len(),
+            offered,
+            waiting_for: st.waiting_for.clone(),
+            waiting_since: if st.waiting_for.is_empty() {
+                0
+            } else {
+                st.enforcing_wait.map_or(0, unix_of)
+            },
+            nlm,
+        }
+    }
+
+    /// Stores `progress@<node>` if it differs from what was last stored (retried at the
+    /// next call after a failure; the log says so once per change).
+    pub fn publish_progress(&self) {
+        let bytes = {
+            let st = self.state();
+            self.progress_of(&st).encode()
+        };
+        let mut last = self
+            .progress_published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.as_ref().is_some_and(|(b, _)| *b == bytes) {
+            return;
+        }
+        let key = format!("{PROGRESS_PREFIX}{}", self.node_id);
+        match self.gstore().put(&key, &bytes) {
+            Ok(()) => *last = Some((bytes, true)),
+            Err(e) => {
+                // Said once per content: the watcher retries every second.
+                if last.as_ref().map_or(true, |(b, _)| *b != bytes) {
+                    log::warn!(
+                        "cannot publish this node's grace progress for `ganesha-ctdb status` \
+                         ({e}); retrying"
+                    );
+                }
+                *last = Some((bytes, false));
+            }
+        }
+    }
+
+    /// Standalone: no watcher publishes, so the grace hooks do.
+    pub(super) fn publish_progress_if_standalone(&self) {
+        if self.cluster.is_none() {
+            self.publish_progress();
+        }
+    }
+
+    /// The NSM notification of `ip` started (a new grace event) or finished.
+    pub(super) fn nlm_progress_started(&self, ip: IpAddr) {
+        self.nlm_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ip, NlmProgress::default());
+    }
+
+    pub(super) fn clear_nlm_progress(&self) {
+        self.nlm_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}

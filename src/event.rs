@@ -462,7 +462,44 @@ fn release_clients(event: &str, what: &str, ctx: &EventContext) {
 /// `monitor`: Ganesha answers; or, when it does not at MONITOR_FAILURES runs in a row, the
 /// node is reported unhealthy so that CTDB moves its IPs. A Ganesha that is not running is
 /// held for by the exit marker from the first such run.
+/// How often `monitor` republishes `script@<node>` (src/facts.rs); `check` counts a record
+/// older than SCRIPT_FACTS_STALE as a script that no longer runs.
+const SCRIPT_FACTS_EVERY: u64 = 60;
+
+/// `monitor`: what `ganesha-ctdb check` learns about this node from the event script
+/// (src/facts.rs), at most once a minute. Never fails the event: a slow ctdbd only delays
+/// the record.
+fn publish_script_facts(ctx: &EventContext) {
+    let stamp = ctx.state_dir.join("script-published");
+    let now = crate::progress::unix_now();
+    let last = std::fs::read_to_string(&stamp)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if now.saturating_sub(last) < SCRIPT_FACTS_EVERY {
+        return;
+    }
+    let done = ctx.grace_store().and_then(|(tool, store)| {
+        let me = grace_admin::membership(&tool)?.me;
+        let facts = crate::facts::ScriptFacts::gather();
+        store
+            .put(
+                &format!("{}{me}", crate::facts::SCRIPT_PREFIX),
+                &facts.encode(),
+            )
+            .map_err(|e| e.to_string())
+    });
+    match done {
+        Ok(()) => {
+            let _ = std::fs::create_dir_all(&ctx.state_dir)
+                .and_then(|_| std::fs::write(&stamp, now.to_string()));
+        }
+        Err(e) => eprintln!("ganesha-ctdb: monitor: cannot publish this node's set-up: {e}"),
+    }
+}
+
 fn monitor(ctx: &EventContext) -> Result<(), String> {
+    publish_script_facts(ctx);
     let counter = ctx.state_dir.join("ganesha-down");
     let why = match dbus_admin::in_grace(DBUS_TIMEOUT) {
         Ok(_) => {

@@ -8,10 +8,12 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod check;
 pub mod config;
 pub mod ctdb;
 pub mod dbus_admin;
 pub mod event;
+pub mod facts;
 #[allow(unsafe_code)]
 pub mod ganesha;
 pub mod ganesha_conf;

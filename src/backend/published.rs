@@ -116,3 +116,20 @@ impl Backend {
             .clear();
     }
 }
+
+impl Backend {
+    /// Stores `node@<node>` (src/facts.rs) for `ganesha-ctdb check`.
+    pub fn publish_facts(&self, facts: &crate::facts::NodeFacts) {
+        let key = format!("{}{}", crate::facts::NODE_PREFIX, self.node_id);
+        match self.gstore().put(&key, &facts.encode()) {
+            Ok(()) => log::debug!("published this node's set-up for `ganesha-ctdb check`"),
+            Err(e) => log::warn!(
+                "cannot publish this node's set-up for `ganesha-ctdb check` ({e}); check will \
+                 report this node as not started"
+            ),
+        }
+        for p in &facts.problems {
+            log::warn!("set-up: {p}");
+        }
+    }
+}

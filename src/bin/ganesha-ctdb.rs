@@ -136,6 +136,18 @@ enum Command {
         #[arg(long, default_value_t = 0, value_name = "MS")]
         delay_ms: u64,
     },
+    /// Pre-flight for the whole cluster, run on any one node: every live node runs Ganesha
+    /// with this backend and the same library version, Grace_Period, Lease_Lifetime,
+    /// CTDB_RECOVERY, NLM setting and exports (same Path, Pseudo and filesystem identity:
+    /// Filesystem_id or the filesystem's fsid, else an IP that moves gives its clients
+    /// ESTALE); Grace_Period is not shorter than Lease_Lifetime; the CTDB event script runs
+    /// on every node (it republishes at `monitor`) and is enabled here; with NLM, rpcbind
+    /// and rpc.statd run with ganesha-ctdb's callout; both databases are attached on every
+    /// node; this node's Ganesha runs and maps the library. Nodes publish what they check
+    /// about themselves (node@ when Ganesha starts, script@ at monitor, in the grace
+    /// database). One line per problem, saying what to do; exit status 1 if any. With -X:
+    /// |Node|Problem|Fix|.
+    Check,
     /// List the NFSv4 client records: server IP, recovery tag, client id, stamp
     /// (<node>.<epoch> of the last write) and revoked delegation handles.
     Records,
@@ -225,6 +237,9 @@ fn run(cli: Cli) -> Result<(), String> {
     {
         std::thread::sleep(Duration::from_millis(*delay_ms));
         return notify(&cli, *ip, name.as_deref(), client, *timeout);
+    }
+    if let Command::Check = &cli.command {
+        return check(&cli);
     }
     if let Command::Status { watch } = &cli.command {
         return status(&cli, *watch);
@@ -564,6 +579,150 @@ fn status_screen(cli: &Cli) -> Result<String, String> {
         out.push_str(ips);
     }
     Ok(out)
+}
+
+/// `check` (src/check.rs): gathers what the nodes published and what this node shows.
+fn check(cli: &Cli) -> Result<(), String> {
+    use ganesha_ctdb_recov::check;
+    use ganesha_ctdb_recov::facts::{NodeFacts, ScriptFacts, NODE_PREFIX, SCRIPT_PREFIX};
+    let cluster = cli.store == "ctdb";
+    let tool = CtdbTool::new();
+    let grace: Box<dyn Store> = if cluster {
+        Box::new(CtdbStore::open(Box::new(tool.clone()), &cli.grace_db).map_err(|e| e.to_string())?)
+    } else {
+        Box::new(DirStore::open_for_reading(&cli.dir).map_err(|e| e.to_string())?)
+    };
+    let scan = |prefix: &str| -> Result<Vec<(String, Vec<u8>)>, String> {
+        let s = grace.scan(prefix).map_err(|e| e.to_string())?;
+        Ok(s.entries
+            .into_iter()
+            .map(|(k, v)| (k[prefix.len()..].to_string(), v))
+            .collect())
+    };
+    let mut facts = BTreeMap::new();
+    for (node, v) in scan(NODE_PREFIX)? {
+        match NodeFacts::decode(&v) {
+            Some(f) => {
+                facts.insert(node, f);
+            }
+            None => eprintln!("skipping {NODE_PREFIX}{node}: not a set-up record"),
+        }
+    }
+    let mut scripts = BTreeMap::new();
+    for (node, v) in scan(SCRIPT_PREFIX)? {
+        match ScriptFacts::decode(&v) {
+            Some(f) => {
+                scripts.insert(node, f);
+            }
+            None => eprintln!("skipping {SCRIPT_PREFIX}{node}: not a set-up record"),
+        }
+    }
+    let (me, live) = if cluster {
+        let m = grace_admin::membership(&tool)?;
+        (m.me, m.live)
+    } else {
+        let me = facts.keys().next().cloned().unwrap_or_default();
+        (me, facts.keys().cloned().collect())
+    };
+    let mut dbs = BTreeMap::new();
+    if cluster {
+        for n in &live {
+            let attached = n
+                .parse::<u32>()
+                .map_err(|e| format!("node {n:?}: {e}"))
+                .and_then(|pnn| tool.attached_dbs(pnn).map_err(|e| e.to_string()));
+            dbs.insert(n.clone(), attached);
+        }
+    }
+    let local = check::Local {
+        node: me.clone(),
+        ganesha: facts.get(&me).map(local_ganesha),
+        event_script: if cluster { local_event_script() } else { None },
+    };
+    let wanted = [cli.db.clone(), cli.grace_db.clone()];
+    let problems = check::problems(&check::Inputs {
+        cluster,
+        live: &live,
+        facts: &facts,
+        scripts: &scripts,
+        dbs: &dbs,
+        wanted_dbs: if cluster { &wanted } else { &[] },
+        local: &local,
+        tool_version: ganesha_ctdb_recov::facts::VERSION,
+        now: ganesha_ctdb_recov::progress::unix_now(),
+    });
+    if cli.machine {
+        println!("|Node|Problem|Fix|");
+        for p in &problems {
+            println!(
+                "|{}|{}|{}|",
+                p.node,
+                p.what.replace('|', "/"),
+                p.fix.replace('|', "/")
+            );
+        }
+    } else {
+        for p in &problems {
+            let who = if p.node == "cluster" {
+                "cluster".to_string()
+            } else {
+                format!("node {}", p.node)
+            };
+            println!("{who}: {}\n    fix: {}", p.what, p.fix);
+        }
+    }
+    if problems.is_empty() {
+        if !cli.machine {
+            println!(
+                "check: {} node(s) checked from node {me}; no problem found",
+                live.len()
+            );
+        }
+        Ok(())
+    } else {
+        Err(format!("check: {} problem(s)", problems.len()))
+    }
+}
+
+/// The Ganesha that published this node's facts still runs and maps the library.
+fn local_ganesha(f: &ganesha_ctdb_recov::facts::NodeFacts) -> Result<(), String> {
+    let proc_dir = PathBuf::from(format!("/proc/{}", f.pid));
+    let comm = std::fs::read_to_string(proc_dir.join("comm")).unwrap_or_default();
+    if comm.trim_end() != "ganesha.nfsd" {
+        return Err(format!(
+            "Ganesha is not running here (pid {}, which published this node's set-up at \
+             start, is gone)",
+            f.pid
+        ));
+    }
+    let maps = std::fs::read_to_string(proc_dir.join("maps")).unwrap_or_default();
+    if f.library.is_empty() || !maps.contains(&f.library) {
+        return Err(format!(
+            "ganesha.nfsd (pid {}) does not map the library {:?}",
+            f.pid, f.library
+        ));
+    }
+    Ok(())
+}
+
+/// The event script in CTDB's legacy directory ($CTDB_BASE, else /etc/ctdb): None when it
+/// is there, enabled (executable) and ganesha-ctdb's.
+fn local_event_script() -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let base = std::env::var_os("CTDB_BASE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ctdb"));
+    let path = base.join("events/legacy/60.ganesha-ctdb.script");
+    match std::fs::metadata(&path) {
+        Err(e) => Some(format!("{} is not installed ({e})", path.display())),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+            Some(format!("{} is not enabled", path.display()))
+        }
+        Ok(_) => match std::fs::read_to_string(&path) {
+            Ok(t) if t.contains("ganesha-ctdb") => None,
+            _ => Some(format!("{} does not run ganesha-ctdb", path.display())),
+        },
+    }
 }
 
 /// Client records nodes could not store yet (kept in memory and retried by the backend).

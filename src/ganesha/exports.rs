@@ -202,6 +202,7 @@ extern "C" fn recovery_init() -> c_int {
                     ),
                     None => {}
                 }
+                publish_facts(backend.clone(), config.summary(), layout.name);
                 let cluster = backend.is_cluster();
                 *RUNNING.write().unwrap_or_else(|e| e.into_inner()) = Some(Running {
                     backend: backend.clone(),
@@ -630,6 +631,27 @@ fn spawn_watcher(backend: Arc<Backend>) {
         });
     if let Err(e) = spawned {
         log::error!("cannot start the grace watcher ({e}); joining waits for the reaper tick");
+    }
+}
+
+/// What `ganesha-ctdb check` compares between nodes (src/facts.rs), on a thread of its own:
+/// it examines each export's path, which on a hung cluster filesystem may not return.
+fn publish_facts(backend: Arc<Backend>, recovery: String, ganesha: &'static str) {
+    let spawned = std::thread::Builder::new()
+        .name("gctdb-facts".into())
+        .spawn(move || {
+            let library = crate::facts::file_mapped_at(publish_facts as *const () as usize)
+                .unwrap_or_default();
+            let facts = crate::facts::NodeFacts::gather(
+                &crate::facts::config_path_of_this_process(),
+                recovery,
+                ganesha,
+                library,
+            );
+            backend.publish_facts(&facts);
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot publish this node's set-up for `ganesha-ctdb check` ({e})");
     }
 }
 

@@ -30,6 +30,8 @@ pub struct GaneshaSpec {
     pub nlm_callout: Option<PathBuf>,
     /// Extra NFS_CORE_PARAM keys (6.x here: allow_set_io_flusher_fail = true;).
     pub core_extra: String,
+    /// Extra EXPORT keys (e.g. a Filesystem_id for one node only).
+    pub export_extra: String,
     /// Run ganesha.nfsd as systemd runs nfs-ganesha with ganesha-ctdb's drop-in: when it
     /// exits, for any reason, run this command (ExecStopPost) in the node's environment,
     /// then start it again after `restart_after` (Restart=, RestartSec=; None: no restart).
@@ -52,6 +54,7 @@ impl GaneshaSpec {
             recovery_backend: "rados_cluster".into(),
             nlm_callout: None,
             core_extra: String::new(),
+            export_extra: String::new(),
             supervise: None,
         }
     }
@@ -721,11 +724,12 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
                  NFSV4 {{ {backend} Minor_Versions = 0, 1, 2; Lease_Lifetime = {}; Grace_Period = {}; }}\n\
                  {block}\n\
                  EXPORT {{ Export_Id = 1; Path = {}; Pseudo = /export; Access_Type = RW; Squash = No_Root_Squash;\n\
-                          SecType = sys; Protocols = {protocols}; Transports = {transports}; FSAL {{ Name = VFS; }} }}\n\
+                          SecType = sys; Protocols = {protocols}; Transports = {transports}; {} FSAL {{ Name = VFS; }} }}\n\
                  LOG {{ Default_Log_Level = EVENT; Components {{ CLIENTID = DEBUG; }} }}\n",
                 g.lease_lifetime,
                 g.grace_period,
-                export.display()
+                export.display(),
+                g.export_extra
             ),
         )?;
         let mut ganesha_args = format!("exec {}", ganesha_args(&n.base).join(" "));

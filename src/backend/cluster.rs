@@ -234,11 +234,19 @@ impl Backend {
             );
             return;
         }
-        log::error!(
+        self.stop_ganesha_for(format!(
             "this node's ctdbd restarted under this Ganesha ({}): the other nodes took this \
-             node's public IPs, where their clients must reclaim the locks this Ganesha holds; \
-             stopping Ganesha so that they can (systemd starts it again)",
+             node's public IPs",
             c.ctdb.describe()
+        ));
+    }
+
+    /// `why` the other nodes take this node's public IPs, whose clients must reclaim there
+    /// the locks this Ganesha holds: it stops (systemd starts it again).
+    fn stop_ganesha_for(&self, why: String) {
+        log::error!(
+            "{why}, where their clients must reclaim the locks this Ganesha holds; stopping \
+             Ganesha so that they can (systemd starts it again)"
         );
         log::logger().flush();
         match self
@@ -269,22 +277,11 @@ impl Backend {
         if !c.ctdb.daemon_gone() {
             return;
         }
-        log::error!(
+        self.stop_ganesha_for(format!(
             "this node's ctdbd is gone ({} refuses connections): CTDB moves this node's public \
-             IPs to other nodes, where their clients must reclaim the locks this Ganesha \
-             holds; stopping Ganesha so that they can (systemd starts it again)",
+             IPs to other nodes",
             c.ctdb.describe()
-        );
-        log::logger().flush();
-        match self
-            .releaser
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            Some(r) => r.stop_ganesha(),
-            None => log::error!("not inside Ganesha: nothing to stop"),
-        }
+        ));
     }
 
     /// While Ganesha runs, this node's record is what its memory says: another writer

@@ -1163,6 +1163,79 @@ mod tests {
         assert_eq!(tags(&b.read_clids(&GraceStart::Restart)), vec![t1.as_str()]);
     }
 
+    /// Standalone, the hooks publish progress@<node>; status reads who is back from the
+    /// records' stamps (src/status_view.rs), and nothing is written per reclaim.
+    #[test]
+    fn status_sees_the_restart_grace_and_each_client_coming_back() {
+        use crate::progress::{Progress, PROGRESS_PREFIX};
+        let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();
+        b.read_clids(&GraceStart::Restart);
+        b.end_grace();
+        add(&b, &client(1, "c1", None));
+        add(&b, &client(2, "c2", None));
+        let b = restart(b);
+        b.set_ganesha_grace_period(Duration::from_secs(90));
+        assert_eq!(b.read_clids(&GraceStart::Restart).len(), 2);
+        let status = |b: &Backend| {
+            let grace = crate::grace_admin::read_grace(b.gstore()).unwrap().0;
+            let progress: BTreeMap<String, Progress> = b
+                .gstore()
+                .scan(PROGRESS_PREFIX)
+                .unwrap()
+                .entries
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k[PROGRESS_PREFIX.len()..].to_string(),
+                        Progress::decode(&v).unwrap(),
+                    )
+                })
+                .collect();
+            let stamps = b
+                .store()
+                .scan(V4_PREFIX)
+                .unwrap()
+                .entries
+                .into_iter()
+                .map(|(k, v)| (k, ClientRecord::decode(&v).unwrap().stamp))
+                .collect();
+            let live = grace.keys().cloned().collect();
+            crate::status_view::build(&crate::status_view::Inputs {
+                grace: &grace,
+                live: &live,
+                progress: &progress,
+                stamps: &stamps,
+                holders: &BTreeMap::new(),
+                v4: &BTreeMap::new(),
+                nlm: &BTreeMap::new(),
+                now: crate::progress::unix_now(),
+            })
+        };
+        let s = status(&b);
+        assert!(s.verdict.starts_with("in grace"), "{}", s.verdict);
+        assert!(
+            s.verdict.contains("node n1 reclaims local for"),
+            "{}",
+            s.verdict
+        );
+        assert!(
+            s.verdict.ends_with("0 of 2 client(s) back"),
+            "{}",
+            s.verdict
+        );
+        add(&b, &client(11, "c1", None)); // c1 reclaims
+        let s = status(&b);
+        assert!(
+            s.verdict.ends_with("1 of 2 client(s) back"),
+            "{}",
+            s.verdict
+        );
+        let local = s.ips.iter().find(|r| r.ip == "local").unwrap();
+        assert_eq!(local.reclaim.as_ref().unwrap().missing.len(), 1);
+        b.end_grace();
+        assert_eq!(status(&b).verdict, "not in grace");
+    }
+
     #[test]
     fn crash_during_grace_keeps_reclaim_rights() {
         let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();

@@ -499,7 +499,13 @@ fn publish_script_facts(ctx: &EventContext) {
 }
 
 fn monitor(ctx: &EventContext) -> Result<(), String> {
+    let verdict = monitor_ganesha(ctx);
+    // After the verdict: a write that waits out a CTDB recovery must not delay it.
     publish_script_facts(ctx);
+    verdict
+}
+
+fn monitor_ganesha(ctx: &EventContext) -> Result<(), String> {
     let counter = ctx.state_dir.join("ganesha-down");
     let why = match dbus_admin::in_grace(DBUS_TIMEOUT) {
         Ok(_) => {

@@ -217,11 +217,6 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Unix seconds of an instant in the past (`Instant`s do not survive a publication).
-pub fn unix_of(at: std::time::Instant) -> u64 {
-    unix_now().saturating_sub(at.elapsed().as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

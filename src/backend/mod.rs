@@ -221,6 +221,7 @@ pub struct Backend {
     nlm_progress: Arc<Mutex<BTreeMap<IpAddr, crate::progress::NlmProgress>>>,
     /// The progress record last published, and whether it was stored.
     progress_published: Mutex<Option<(Vec<u8>, bool)>>,
+    wall_anchor: published::WallAnchor,
 }
 
 impl Drop for Backend {
@@ -392,6 +393,7 @@ impl Backend {
             ctdbd_instance: Mutex::new(None),
             nlm_progress: Arc::new(Mutex::new(BTreeMap::new())),
             progress_published: Mutex::new(None),
+            wall_anchor: published::WallAnchor::now(),
         })
     }
 
@@ -1234,6 +1236,26 @@ mod tests {
         assert_eq!(local.reclaim.as_ref().unwrap().missing.len(), 1);
         b.end_grace();
         assert_eq!(status(&b).verdict, "not in grace");
+    }
+
+    /// The record is rewritten only when something in it changed: times converted against
+    /// the clock of the moment flipped by a second between ticks, and every flip was a ctdb
+    /// write that, during a recovery, held the watcher up.
+    #[test]
+    fn progress_in_an_unchanged_grace_reads_the_same_a_second_later() {
+        let b = Backend::with_store(Box::new(MemoryStore::new()), "n1").unwrap();
+        b.set_ganesha_grace_period(Duration::from_secs(90));
+        b.read_clids(&GraceStart::Restart);
+        let snapshot = || b.progress_of(&b.state()).encode();
+        let first = snapshot();
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(400));
+            assert_eq!(snapshot(), first);
+        }
+        let anchor = published::WallAnchor::now();
+        let earlier = Instant::now() - Duration::from_millis(1500);
+        assert_eq!(anchor.unix(earlier), anchor.unix(earlier));
+        assert!(anchor.unix(earlier) < anchor.unix(Instant::now() + Duration::from_secs(2)));
     }
 
     #[test]

@@ -3,12 +3,42 @@
 //! each grace event when standalone (no watcher runs there).
 
 use super::{Backend, State};
-use crate::progress::{unix_of, NlmProgress, Progress, PROGRESS_PREFIX};
+use crate::progress::{NlmProgress, Progress, PROGRESS_PREFIX};
 use crate::records::{parse_v4_key, ServerIp};
 use std::net::IpAddr;
+use std::time::Instant;
+
+/// Instants as Unix seconds, against one anchor taken when the backend opened: the same
+/// instant always gives the same second, so a record is rewritten only when something in
+/// it changed (each conversion against the clock of the moment would jitter by a second and
+/// rewrite it every other tick).
+#[derive(Clone, Copy)]
+pub(super) struct WallAnchor {
+    at: Instant,
+    unix: u64,
+}
+
+impl WallAnchor {
+    pub(super) fn now() -> WallAnchor {
+        WallAnchor {
+            at: Instant::now(),
+            unix: crate::progress::unix_now(),
+        }
+    }
+
+    pub(super) fn unix(&self, at: Instant) -> u64 {
+        match at.checked_duration_since(self.at) {
+            Some(d) => self.unix + d.as_secs(),
+            None => self
+                .unix
+                .saturating_sub(self.at.duration_since(at).as_secs()),
+        }
+    }
+}
 
 impl Backend {
-    fn progress_of(&self, st: &State) -> Progress {
+    pub(super) fn progress_of(&self, st: &State) -> Progress {
+        let unix_of = |at: Instant| self.wall_anchor.unix(at);
         let grace_period = *self
             .ganesha_grace_period
             .lock()
@@ -64,8 +94,10 @@ impl Backend {
         }
     }
 
-    /// Stores `progress@<node>` if it differs from what was last stored (retried at the
-    /// next call after a failure; the log says so once per change).
+    /// Stores `progress@<node>` if it differs from what was last stored; a failed write is
+    /// retried at the next call (the log says so once per content). In a cluster only the
+    /// publisher thread calls it (src/ganesha/exports.rs): a write that waits out a CTDB
+    /// recovery must never hold up the watcher's join.
     pub fn publish_progress(&self) {
         let bytes = {
             let st = self.state();
@@ -75,7 +107,10 @@ impl Backend {
             .progress_published
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if last.as_ref().is_some_and(|(b, _)| *b == bytes) {
+        if last
+            .as_ref()
+            .is_some_and(|(b, stored)| *stored && *b == bytes)
+        {
             return;
         }
         let key = format!("{PROGRESS_PREFIX}{}", self.node_id);

@@ -77,6 +77,7 @@ impl Backend {
 
     fn read_grace_records(&self) -> (Snapshot, bool) {
         let mut records = BTreeMap::new();
+        let mut unreadable = false;
         match self.gstore().scan(GRACE_PREFIX) {
             Ok(scan) => {
                 for (key, value) in scan.entries {
@@ -92,7 +93,33 @@ impl Backend {
                     log::warn!("skipping grace entry {}: {}", s.location, s.reason);
                 }
             }
-            Err(e) => log::error!("cannot read grace records: {e}"),
+            Err(e) => {
+                // Not "no node needs grace": during a CTDB recovery catdb fails, and an
+                // empty view let a node lift while a taker was reclaiming (torture seed 7,
+                // step 42: an NLM challenger granted a lock a moved IP's client had the
+                // right to reclaim). Decide on the records read last; with none yet, on
+                // every node needing grace (S1 before L2).
+                let last = self
+                    .last_view
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|(r, _)| r.clone());
+                match last {
+                    Some(previous) => {
+                        log::error!(
+                            "cannot read grace records: {e}; deciding on the records read last"
+                        );
+                        records = previous;
+                    }
+                    None => {
+                        log::error!(
+                            "cannot read grace records: {e}; counting every node as needing grace"
+                        );
+                        unreadable = true;
+                    }
+                }
+            }
         }
         let everyone = || {
             let mut all: BTreeSet<String> = records.keys().cloned().collect();
@@ -118,6 +145,22 @@ impl Backend {
                 }
             },
         };
+        if unreadable {
+            // Nothing read yet: every live node stands in as needing and enforcing grace.
+            for n in &live {
+                if *n != self.node_id {
+                    records.entry(n.clone()).or_insert_with(|| GraceRecord {
+                        recovering: true,
+                        cluster: crate::grace::NodeGrace {
+                            epoch: 0,
+                            need_grace: true,
+                            enforcing: true,
+                        },
+                        ..GraceRecord::default()
+                    });
+                }
+            }
+        }
         ((records, live), known)
     }
 

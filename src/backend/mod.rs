@@ -1616,6 +1616,94 @@ mod tests {
         assert_eq!(stopper.0.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
+    /// A grace store whose scans fail while `broken` (catdb during a CTDB recovery).
+    struct UnreadableScans {
+        inner: MemoryStore,
+        broken: std::sync::atomic::AtomicBool,
+    }
+
+    impl Store for UnreadableScans {
+        fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.inner.put(key, value)
+        }
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn delete(&self, key: &str) -> Result<bool, StoreError> {
+            self.inner.delete(key)
+        }
+        fn scan(&self, prefix: &str) -> Result<crate::store::Scan, StoreError> {
+            if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("ctdb catdb timed out".into()));
+            }
+            self.inner.scan(prefix)
+        }
+        fn describe(&self) -> String {
+            "unreadable".into()
+        }
+    }
+
+    /// Torture seed 7, step 42: a catdb that failed during a CTDB recovery read as "no node
+    /// needs grace", and a node lifted while the taker of a moved IP reclaimed.
+    #[test]
+    fn a_grace_read_that_fails_is_not_a_cluster_without_needs() {
+        let ctdb = ctdb();
+        *ctdb.live.lock().unwrap() = Some(vec![0, 1]);
+        let grace = Arc::new(UnreadableScans {
+            inner: MemoryStore::new(),
+            broken: std::sync::atomic::AtomicBool::new(false),
+        });
+        let needing = |need: bool| GraceRecord {
+            epoch: 3,
+            recovering: need,
+            held: false,
+            cluster: crate::grace::NodeGrace {
+                epoch: 7,
+                need_grace: need,
+                enforcing: true,
+            },
+        };
+        grace.put(&grace_key("1"), &needing(true).encode()).unwrap();
+        let cluster = ClusterNode {
+            pnn: 0,
+            ctdb: ctdb.clone(),
+        };
+        let b = Backend::from_parts(
+            Arc::new(MemoryStore::new()),
+            grace.clone(),
+            "0",
+            Some(cluster),
+        )
+        .unwrap();
+        let others_need = |b: &Backend| {
+            let (records, _) = b.grace_records();
+            records.get("1").is_some_and(|r| r.cluster.need_grace)
+        };
+        // Nothing read yet and the read fails: node 1 stands in as needing grace.
+        grace
+            .broken
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(others_need(&b));
+        // Read once, then the read fails: the records read last decide.
+        grace
+            .broken
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(others_need(&b));
+        grace
+            .broken
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        b.refresh_grace_view();
+        assert!(others_need(&b), "a failed read keeps node 1's need");
+        // A read that works shows the need gone.
+        grace
+            .put(&grace_key("1"), &needing(false).encode())
+            .unwrap();
+        grace
+            .broken
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(!others_need(&b));
+    }
+
     #[test]
     fn a_record_another_writer_left_is_replaced_by_what_the_node_holds() {
         let ctdb = ctdb();

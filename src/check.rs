@@ -89,8 +89,13 @@ pub fn problems(i: &Inputs) -> Vec<Problem> {
             out.push(problem(
                 n,
                 "no Ganesha with this backend has started here (no node@ record)".into(),
-                "set NFSV4 { RecoveryBackend } and CTDB_RECOVERY { Store = ctdb; } in \
-                 ganesha.conf (docs/configuration.md) and start nfs-ganesha",
+                if i.cluster {
+                    "set NFSV4 { RecoveryBackend = rados_cluster; } and CTDB_RECOVERY { Store = \
+                     ctdb; } in ganesha.conf (docs/operations.md) and start nfs-ganesha"
+                } else {
+                    "set NFSV4 { RecoveryBackend = rados_cluster; } in ganesha.conf \
+                     (docs/operations.md) and start nfs-ganesha"
+                },
             ));
             continue;
         };

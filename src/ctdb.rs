@@ -64,6 +64,13 @@ pub trait CtdbApi: Send + Sync {
     }
 }
 
+/// ctdbd's socket: CTDB_SOCKET, else Debian's default (what the `ctdb` tool connects to).
+pub fn socket_path() -> PathBuf {
+    std::env::var_os("CTDB_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
 /// Where Debian's `ctdb` tool finds ctdbd when CTDB_SOCKET is not set.
 pub const DEFAULT_SOCKET: &str = "/run/ctdb/ctdbd.socket";
 
@@ -116,12 +123,6 @@ impl CtdbTool {
             socket: Some(socket.into()),
             ..CtdbTool::new()
         }
-    }
-
-    /// The databases node `pnn` has attached (`ctdb -n PNN -X getdbmap`).
-    pub fn attached_dbs(&self, pnn: u32) -> Result<std::collections::BTreeSet<String>> {
-        let out = self.run(&["-X", "-n", &pnn.to_string(), "getdbmap"], None)?;
-        parse_dbmap(&String::from_utf8_lossy(&out))
     }
 
     /// A ctdbd tunable (`ctdb getvar NAME`: "NAME = VALUE").
@@ -280,23 +281,6 @@ fn shown(line: &str) -> String {
 /// PartiallyOnline, ThisNode). Lines whose second field is not a number (the header) are
 /// skipped; a node line in any other shape is an error, never a node with guessed flags
 /// (a flag misread as 0 would count a banned or stopped node as live).
-/// `ctdb -X getdbmap`: a header row naming the columns, then one row per database.
-pub fn parse_dbmap(out: &str) -> Result<std::collections::BTreeSet<String>> {
-    let mut lines = out.lines().filter(|l| l.starts_with('|'));
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| CtdbError(format!("ctdb -X getdbmap: no header in {out:?}")))?
-        .split('|')
-        .collect();
-    let col = header
-        .iter()
-        .position(|h| *h == "Name")
-        .ok_or_else(|| CtdbError(format!("ctdb -X getdbmap: no Name column in {header:?}")))?;
-    Ok(lines
-        .filter_map(|l| l.split('|').nth(col).map(str::to_string))
-        .collect())
-}
-
 pub fn parse_status(out: &str) -> Result<Vec<NodeInfo>> {
     let mut nodes = Vec::new();
     for line in out.lines() {
@@ -538,20 +522,6 @@ impl CtdbApi for CtdbTool {
 
 /// A ctdbd double for unit tests: a node map, the public IPs with their holders, and
 /// databases that accept everything and hold nothing (the stores under test are in memory).
-#[cfg(test)]
-mod dbmap_tests {
-    #[test]
-    fn getdbmap_rows_give_the_database_names() {
-        let out = "|ID|Name|Path|Persistent|Sticky|Unhealthy|ReadOnly|Replicated|\n\
-                   |0x6645c6c4|ctdb.tdb|/v/ctdb.tdb.0|0|0|0|0|0|\n\
-                   |0x1a2b3c4d|ganesha_grace.tdb|/p/ganesha_grace.tdb.0|1|0|0|0|0|\n";
-        let dbs = super::parse_dbmap(out).unwrap();
-        assert!(dbs.contains("ganesha_grace.tdb") && dbs.contains("ctdb.tdb"));
-        assert_eq!(dbs.len(), 2);
-        assert!(super::parse_dbmap("garbage").is_err());
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;

@@ -48,6 +48,35 @@ fn a_v40_clients_record_is_durable_offered_after_a_crash_and_dropped_when_it_doe
     assert!(s.log().contains("1 client(s) may reclaim"), "{}", s.log());
     assert_eq!(s.records().len(), 1, "the record survives the crash");
 
+    // The operator's view of a single node: why it is in grace, and a clean pre-flight.
+    let tool = |cmd: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ganesha-ctdb"))
+            .args(["--store", "dir", "--dir"])
+            .arg(s.path("store"))
+            .arg(cmd)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, status) = tool("status");
+    let verdict = status.lines().next().unwrap_or_default();
+    assert!(
+        ok && verdict.starts_with("in grace")
+            && verdict.contains("node e2e reclaims 127.0.0.1 for")
+            && verdict.ends_with("0 of 1 client(s) back"),
+        "{status}"
+    );
+    let (ok, check) = tool("check");
+    assert!(
+        ok && check.contains("check: 1 node(s) checked from node e2e; no problem found"),
+        "{check}"
+    );
+
     // nfs-cat's client does not reclaim; when grace completes it loses its record.
     s.wait_for_log("NOT IN GRACE", ended_before, Duration::from_secs(40));
     assert!(

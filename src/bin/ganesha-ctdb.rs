@@ -621,16 +621,34 @@ fn check(cli: &Cli) -> Result<(), String> {
         let m = grace_admin::membership(&tool)?;
         (m.me, m.live)
     } else {
-        let me = facts.keys().next().cloned().unwrap_or_default();
-        (me, facts.keys().cloned().collect())
+        // One node: the one that published, or (none yet) this one, so that a Ganesha
+        // that never started with the backend is a problem, not an empty cluster.
+        let me = facts
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "local".into());
+        let live = std::iter::once(me.clone())
+            .chain(facts.keys().cloned())
+            .collect();
+        (me, live)
     };
     let mut dbs = BTreeMap::new();
     if cluster {
+        // ctdbd's own protocol: one connection, a GET_DBMAP and a GET_DBNAME per database
+        // of each node, instead of a `ctdb -n` run per node.
+        let socket = ganesha_ctdb_recov::ctdb::socket_path();
+        let t = Duration::from_secs(5);
+        let mut conn = ctdb_client::Connection::connect(&socket, t).map_err(|e| e.to_string());
         for n in &live {
-            let attached = n
-                .parse::<u32>()
-                .map_err(|e| format!("node {n:?}: {e}"))
-                .and_then(|pnn| tool.attached_dbs(pnn).map_err(|e| e.to_string()));
+            let attached = match (n.parse::<u32>(), conn.as_mut()) {
+                (Ok(pnn), Ok(c)) => c
+                    .db_names(pnn, t)
+                    .map(|names| names.into_iter().collect())
+                    .map_err(|e| e.to_string()),
+                (Err(e), _) => Err(format!("node {n:?}: {e}")),
+                (_, Err(e)) => Err(e.clone()),
+            };
             dbs.insert(n.clone(), attached);
         }
     }

@@ -174,9 +174,13 @@ fn on_debian_13_the_statd_callout_records_and_the_taker_notifies_from_the_moved_
     )
     .unwrap();
     let bin = common::target_dir().join("ganesha-ctdb");
+    // The root's own /etc/ganesha/ganesha.conf is Debian's sample: the node's names the
+    // store, as an existing install's GANESHA_CTDB_OPTS would point at it.
+    let conf = c.nodes[a].base.join("ganesha.conf");
     let cmd = testbed::chroot::shell_words(&[
         "env".to_string(),
         format!("GANESHA_CTDB={}", bin.display()),
+        format!("GANESHA_CTDB_OPTS=--config {}", conf.display()),
         "/bin/sh".into(),
         callout.display().to_string(),
         "add-client".into(),

@@ -391,6 +391,10 @@ impl Cluster {
             ] {
                 mkdir(&base.join(d))?;
             }
+            // Bound over /etc/ganesha/ganesha.conf in the node's views (ctdbd's, so its
+            // event scripts, and rpc.statd's, so its callout) before Ganesha writes it: the
+            // tool finds the store there with no flag, as on a configured node.
+            write(&base.join("ganesha.conf"), "")?;
             let etc = base.join("etc");
             write(
                 &etc.join("ctdb.conf"),
@@ -497,6 +501,7 @@ impl Cluster {
             .map_err(|e| format!("log: {e}"))?;
         let view = r#"mount --make-rslave / 2>/dev/null
 mount --bind "$1/etc" "$3/etc/ctdb" && mount --bind "$1/var" "$3/var/lib/ctdb" && mount --bind "$1/runroot" "$3/run" || exit 97
+[ -e "$3/etc/ganesha/ganesha.conf" ] && { mount --bind "$1/ganesha.conf" "$3/etc/ganesha/ganesha.conf" || exit 97; }
 exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$2""#;
         // In a Debian root: its /proc, /sys and /dev, the cluster's files and the build
         // directory at their own paths, and ctdbd (and its event scripts) chrooted there.
@@ -782,7 +787,9 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
                 ])
                 .args(["sh", "-c"])
                 .arg(format!(
-                    "mount -t tmpfs tmpfs /run; mkdir -p /run/ganesha; rpcbind -f -w & sleep 0.5; \
+                    "mount -t tmpfs tmpfs /run; mkdir -p /run/ganesha; \
+                     mount --bind {b}/ganesha.conf /etc/ganesha/ganesha.conf || exit 97; \
+                     rpcbind -f -w & sleep 0.5; \
                          rpc.statd -F -d -L -P {b}/statd -H {} 2>{b}/statd.log & sleep 0.5; \
                          {ganesha_args}",
                     callout.display()

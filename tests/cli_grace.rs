@@ -81,3 +81,25 @@ fn status_lift_and_remove_on_a_dir_store() {
     assert!(!ok);
     assert!(err.contains("no grace record for node \"nobody\""), "{err}");
 }
+
+/// `status --watch | head`: the reader goes away; the tool ends quietly instead of
+/// panicking on the closed pipe.
+#[test]
+fn status_watch_ends_quietly_when_its_reader_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ganesha-ctdb"))
+        .args(["--store", "dir", "--dir"])
+        .arg(dir.path())
+        .args(["status", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

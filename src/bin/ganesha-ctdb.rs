@@ -462,7 +462,7 @@ fn grace_table(
 /// pending durability, and per public IP its holder, its clients and any reclaim of them.
 fn status(cli: &Cli, watch: bool) -> Result<(), String> {
     if !watch {
-        print!("{}", status_screen(cli)?);
+        show(&status_screen(cli)?);
         return Ok(());
     }
     loop {
@@ -472,18 +472,29 @@ fn status(cli: &Cli, watch: bool) -> Result<(), String> {
             Ok(s) => s,
             Err(e) => format!("ganesha-ctdb: {e}\n"),
         };
-        if cli.machine {
-            println!("{screen}");
+        let frame = if cli.machine {
+            format!("{screen}\n")
         } else {
-            print!(
+            format!(
                 "\x1b[H\x1b[2J{}  (every 1 s; Ctrl-C ends)\n\n{screen}",
                 utc_time_of_day()
-            );
+            )
+        };
+        if !show(&frame) {
+            return Ok(()); // the reader went away (`status --watch | head`)
         }
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// Writes to stdout; false once nobody reads it any more (a closed pipe is the end of the
+/// output, not a crash).
+fn show(text: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .is_ok()
 }
 
 /// The time of day in UTC (what the store's stamps and CTDB's logs can be compared with).

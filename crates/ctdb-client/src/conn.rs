@@ -282,30 +282,16 @@ impl Connection {
     ) -> Result<()> {
         let mut sent = 0;
         while sent < bytes.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ConnError::Timeout {
-                    what: what.to_string(),
-                    after: timeout,
-                });
-            }
+            let left = time_left(deadline, what, timeout)?;
             self.stream
                 .set_write_timeout(Some(left))
-                .map_err(|error| ConnError::Io {
-                    what: what.to_string(),
-                    error,
-                })?;
+                .map_err(|error| io_error(what, error))?;
             match self.stream.write(&bytes[sent..]) {
                 Ok(0) => return Err(ConnError::Closed),
                 Ok(n) => sent += n,
                 Err(e) if is_timeout(&e) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    return Err(ConnError::Io {
-                        what: what.to_string(),
-                        error,
-                    })
-                }
+                Err(error) => return Err(io_error(what, error)),
             }
         }
         Ok(())
@@ -321,31 +307,36 @@ impl Connection {
                 }
                 return Ok(packet);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ConnError::Timeout {
-                    what: what.to_string(),
-                    after: timeout,
-                });
-            }
+            let left = time_left(deadline, what, timeout)?;
             self.stream
                 .set_read_timeout(Some(left))
-                .map_err(|error| ConnError::Io {
-                    what: what.to_string(),
-                    error,
-                })?;
+                .map_err(|error| io_error(what, error))?;
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ConnError::Closed),
                 Ok(n) => self.framer.feed(&buf[..n]),
                 Err(e) if is_timeout(&e) || e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    return Err(ConnError::Io {
-                        what: what.to_string(),
-                        error,
-                    })
-                }
+                Err(error) => return Err(io_error(what, error)),
             }
         }
+    }
+}
+
+/// What is left of a call's bound, or its timeout.
+fn time_left(deadline: Instant, what: &str, timeout: Duration) -> Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ConnError::Timeout {
+            what: what.to_string(),
+            after: timeout,
+        });
+    }
+    Ok(left)
+}
+
+fn io_error(what: &str, error: std::io::Error) -> ConnError {
+    ConnError::Io {
+        what: what.to_string(),
+        error,
     }
 }
 

@@ -6,7 +6,7 @@
 //! record with the grace period's stamp; a record that is gone was destroyed or expired
 //! (it no longer needs its reclaim).
 
-use crate::grace::{self, ClusterView};
+use crate::grace;
 use crate::progress::{NlmProgress, Progress};
 use crate::records::{parse_v4_key, GraceRecord, ServerIp};
 use std::collections::{BTreeMap, BTreeSet};
@@ -127,14 +127,7 @@ fn time_left(p: &Progress, now: u64) -> String {
 }
 
 pub fn build(i: &Inputs) -> Status {
-    let view = ClusterView {
-        records: i
-            .grace
-            .iter()
-            .map(|(n, r)| (n.clone(), r.cluster))
-            .collect(),
-        live: i.live.clone(),
-    };
+    let view = crate::grace_admin::view(i.grace, i.live);
     let in_grace = grace::cluster_in_grace(&view);
     let epoch = grace::grace_epoch(&view);
     let mut reclaim_by_ip: BTreeMap<String, Reclaim> = BTreeMap::new();

@@ -4,7 +4,7 @@
 
 use super::{Backend, State};
 use crate::progress::{NlmProgress, Progress, PROGRESS_PREFIX};
-use crate::records::{parse_v4_key, ServerIp};
+use crate::records::ServerIp;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -43,14 +43,8 @@ impl Backend {
             .ganesha_grace_period
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let in_scope = |key: &String| {
-            let Some((ip, _)) = parse_v4_key(key) else {
-                return false;
-            };
-            st.scope.as_ref().map_or(true, |s| s.contains(&ip))
-        };
-        let offered: std::collections::BTreeSet<String> =
-            st.offered.keys().filter(|k| in_scope(k)).cloned().collect();
+        // read_clids offers only records in scope: every offered key is this grace's.
+        let offered: std::collections::BTreeSet<String> = st.offered.keys().cloned().collect();
         let nlm = self
             .nlm_progress
             .lock()

@@ -50,7 +50,7 @@ fn main() -> Result<(), String> {
     let mut spec = ClusterSpec::new(3, 3);
     spec.ganesha = Some(GaneshaSpec::new(
         target.clone(),
-        "CTDB_RECOVERY { Store = ctdb; }",
+        "CTDB_RECOVERY { Store = ctdb; Dir = $NODE; }",
         40,
     ));
     spec.ganesha_ctdb_bin = Some(bin.clone());

@@ -23,6 +23,7 @@ pub mod nsm;
 pub mod progress;
 pub mod records;
 pub mod statd;
+pub mod statd_spool;
 pub mod status_view;
 pub mod store;
 

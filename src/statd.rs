@@ -118,11 +118,20 @@ const MONITORED: &[u8] = b"v1 monitored=1";
 pub const UNMONITORED: &[u8] = b"v1 monitored=0";
 
 pub fn add_client(store: &dyn Store, ips: &[ServerIp], client: &str) -> Result<(), StatdError> {
-    check_client_name(client)?;
-    for ip in ips {
-        store.put(&statd_key(ip, client), MONITORED)?;
-    }
+    store.put_many(&monitored_writes(ips, client)?)?;
     Ok(())
+}
+
+/// The records `add-client` writes: `client` monitored under each of `ips`.
+pub fn monitored_writes(
+    ips: &[ServerIp],
+    client: &str,
+) -> Result<Vec<(String, Vec<u8>)>, StatdError> {
+    check_client_name(client)?;
+    Ok(ips
+        .iter()
+        .map(|ip| (statd_key(ip, client), MONITORED.to_vec()))
+        .collect())
 }
 
 /// Marks the client unmonitored where it is recorded (see the module comment).

@@ -15,6 +15,7 @@ use ganesha_ctdb_recov::progress::{Progress, PROGRESS_PREFIX};
 use ganesha_ctdb_recov::records::ServerIp;
 use ganesha_ctdb_recov::records::{grace_key, parse_v4_key, ClientRecord, V4_PREFIX};
 use ganesha_ctdb_recov::statd;
+use ganesha_ctdb_recov::statd_spool;
 use ganesha_ctdb_recov::status_view;
 use ganesha_ctdb_recov::store::ctdb::CtdbStore;
 use ganesha_ctdb_recov::store::dir::DirStore;
@@ -207,6 +208,15 @@ enum GraceAction {
 
 fn run(cli: Cli) -> Result<(), String> {
     if let Command::Event { name, args } = &cli.command {
+        if name == "monitor" && cli.store == "ctdb" {
+            // What a callout's flusher could not write (it gave up, or the node restarted).
+            let spool = statd_spool::Spool::open(&statd_spool::spool_dir(&cli.dir));
+            if spool.is_ok_and(|s| !s.is_empty()) {
+                if let Err(e) = spawn_spool_flusher(&cli) {
+                    eprintln!("ganesha-ctdb: monitor: cannot start the statd spool flusher: {e}");
+                }
+            }
+        }
         return event::run(
             name,
             args,
@@ -824,11 +834,31 @@ fn open_records(cli: &Cli) -> Result<(Box<dyn Store>, Option<CtdbTool>), String>
     }
 }
 
-/// The public IPs this node holds (the dir store has none: `local`).
+/// The public IPs this node holds (the dir store has none: `local`): asked of ctdbd over
+/// its socket (two controls, answered during a recovery too), else with the `ctdb` tool.
 fn held_ips(ctdb: Option<&CtdbTool>) -> Result<Vec<ServerIp>, String> {
     let Some(t) = ctdb else {
         return Ok(vec![ServerIp::Local]);
     };
+    let native = || -> Result<Vec<ServerIp>, String> {
+        let limit = Duration::from_secs(1);
+        let socket = ganesha_ctdb_recov::ctdb::socket_path();
+        let mut c = ctdb_client::Connection::connect(&socket, limit).map_err(|e| e.to_string())?;
+        let me = c.pnn();
+        Ok(c.public_ips(limit)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|p| p.holder == Some(me))
+            .map(|p| ServerIp::Ip(p.addr))
+            .collect())
+    };
+    match native() {
+        Ok(ips) if ips.is_empty() => return Ok(vec![ServerIp::Local]),
+        Ok(ips) => return Ok(ips),
+        Err(e) => eprintln!(
+            "ganesha-ctdb: asking ctdbd which IPs this node holds: {e}; trying the ctdb tool"
+        ),
+    }
     let me = t
         .nodes()
         .map_err(|e| e.to_string())?
@@ -857,6 +887,12 @@ fn statd_callout(cli: &Cli, action: &str, args: &[String]) -> Result<(), String>
         })
     };
     match action {
+        "add-client" if cli.store == "ctdb" => {
+            let client = client()?;
+            add_client_spooled(cli, &client)
+                .map_err(|e| format!("statd-callout {action} {client:?}: {e}"))
+        }
+        "flush" => flush_statd_spool(cli, statd_spool::FLUSHER_LIMIT),
         "add-client" | "del-client" => {
             let client = client()?;
             let (store, ctdb) = open_records(cli)?;
@@ -869,6 +905,109 @@ fn statd_callout(cli: &Cli, action: &str, args: &[String]) -> Result<(), String>
             r.map_err(|e| format!("statd-callout {action} {client:?}: {e}"))
         }
         _ => Ok(()),
+    }
+}
+
+/// `add-client` with the ctdb store (src/statd_spool.rs): spooled locally first, then
+/// written by a detached flusher; returns once the store has it or after CALLOUT_WAIT,
+/// so that the NLM LOCK waiting on it does not keep Ganesha out of grace.
+fn add_client_spooled(cli: &Cli, client: &str) -> Result<(), String> {
+    let ips = held_ips(Some(&CtdbTool::new()))?;
+    let writes = statd::monitored_writes(&ips, client).map_err(|e| e.to_string())?;
+    let spool = match statd_spool::Spool::open(&statd_spool::spool_dir(&cli.dir)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ganesha-ctdb: statd-callout: {e}; writing to the store directly");
+            let (store, _) = open_records(cli)?;
+            return store.put_many(&writes).map_err(|e| e.to_string());
+        }
+    };
+    let name = spool.add(&writes).map_err(|e| e.to_string())?;
+    if let Err(e) = spawn_spool_flusher(cli) {
+        eprintln!("ganesha-ctdb: statd-callout: cannot start the spool flusher ({e}); the record waits for `monitor`");
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + statd_spool::CALLOUT_WAIT;
+    while spool.holds(&name) {
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "ganesha-ctdb: statd-callout: {client:?} is spooled; the store did not take it within {:?} (CTDB recovery?), a flusher writes it when it does",
+                statd_spool::CALLOUT_WAIT
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    Ok(())
+}
+
+/// This program again as `statd-callout -- flush` on the store this run resolved, in a
+/// process group of its own and not waited for: rpc.statd waits only for the callout.
+fn spawn_spool_flusher(cli: &Cli) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(std::env::current_exe()?)
+        .arg("--store")
+        .arg(&cli.store)
+        .arg("--dir")
+        .arg(&cli.dir)
+        .arg("--db")
+        .arg(&cli.db)
+        .arg("--grace-db")
+        .arg(&cli.grace_db)
+        .args(["statd-callout", "--", "flush"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(|_| ())
+}
+
+/// Writes the statd spool to the store until it is empty or `limit`; one flusher at a
+/// time (a second one leaves at once: the first rescans before it leaves).
+fn flush_statd_spool(cli: &Cli, limit: Duration) -> Result<(), String> {
+    let dir = statd_spool::spool_dir(&cli.dir);
+    let spool = statd_spool::Spool::open(&dir).map_err(|e| e.to_string())?;
+    let lock_path = dir.join(".flusher.lock");
+    let deadline = std::time::Instant::now() + limit;
+    let mut store = None;
+    loop {
+        use nix::fcntl::{Flock, FlockArg};
+        let file = std::fs::File::create(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        // Another flusher runs: it rescans before it leaves.
+        let Ok(held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            return Ok(());
+        };
+        loop {
+            if store.is_none() {
+                store = open_records(cli).ok().map(|(s, _)| s);
+            }
+            let left = match &store {
+                Some(s) => {
+                    spool
+                        .flush(s.as_ref(), std::time::SystemTime::now())
+                        .map_err(|e| e.to_string())?
+                        .left
+                }
+                None => 1,
+            };
+            if left == 0 {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "statd spool {}: {left} entr(ies) not written within {limit:?}; `monitor` tries again",
+                    dir.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        drop(held);
+        // An entry added while this flusher held the lock, whose own flusher left at once.
+        if spool.is_empty() {
+            return Ok(());
+        }
     }
 }
 

@@ -194,7 +194,7 @@ impl ClusterOpts {
             if stock {
                 ""
             } else {
-                "CTDB_RECOVERY { Store = ctdb; }"
+                "CTDB_RECOVERY { Store = ctdb; Dir = $NODE; }"
             },
             grace_period,
         );

@@ -128,6 +128,9 @@ impl Backend {
         };
         let (live, known) = match &self.cluster {
             None => (everyone(), false),
+            Some(_) if self.fresh_membership().is_some() => {
+                (self.fresh_membership().unwrap_or_default(), true)
+            }
             Some(c) => match c.ctdb.nodes() {
                 Ok(nodes) => (
                     nodes
@@ -191,38 +194,43 @@ impl Backend {
     }
 
     /// The watcher's read: refreshes what the hooks decide on. Takes no lock the hooks hold.
-    /// A node that was live and is not any more starts a failover before CTDB runs
-    /// startrecovery (which waits for a leader election when the leader died): hold the
-    /// cluster in grace from here, as startrecovery would.
     pub fn refresh_grace_view(&self) {
         self.stop_if_ctdbd_restarted();
         let ((records, live), known) = self.read_and_cache();
         self.heal_own_record(records.get(&self.node_id));
         // Compared only between memberships CTDB told: the stand-in for an unknown one
         // (every node with a record) would make live nodes look gone, or dead ones come back.
-        let before = {
-            let mut last = self
+        if !known {
+            // Only when another node was live to take this node's IPs over: alone,
+            // stopping would end the service and lose the records kept for the store.
+            let others = self
                 .last_membership
                 .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if !known {
-                // Only when another node was live to take this node's IPs over: alone,
-                // stopping would end the service and lose the records kept for the store.
-                let others = last
-                    .as_ref()
-                    .is_some_and(|l| l.iter().any(|n| *n != self.node_id));
-                drop(last);
-                if others {
-                    self.stop_if_ctdbd_is_gone();
-                }
-                return;
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|n| *n != self.node_id));
+            if others {
+                self.stop_if_ctdbd_is_gone();
             }
-            last.replace(live.clone())
-        };
-        let Some(before) = before else { return };
+            return;
+        }
+        self.membership_seen(live);
+    }
+
+    /// CTDB's membership as read now. A node that was live and is not any more starts a
+    /// failover before CTDB runs startrecovery (which waits for a leader election when
+    /// the leader died): hold the cluster in grace from here, as startrecovery would.
+    /// True when a node left.
+    pub(crate) fn membership_seen(&self, live: BTreeSet<String>) -> bool {
+        let before = self
+            .last_membership
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(live.clone());
+        let Some(before) = before else { return false };
         let gone: Vec<&String> = before.difference(&live).collect();
         if gone.is_empty() || self.cluster.is_none() {
-            return;
+            return false;
         }
         let mut st = self.state();
         log::info!(
@@ -237,6 +245,7 @@ impl Backend {
         }
         // Deferred: CTDB's recovery may freeze the database any moment now.
         self.write_grace_later(&st);
+        true
     }
 
     /// The local ctdbd restarted under this Ganesha, however quickly (torture seed 7, step

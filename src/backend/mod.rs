@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 mod cluster;
+pub mod membership;
 mod pending;
 mod published;
 mod release;
@@ -192,6 +193,8 @@ pub struct Backend {
     last_view: Mutex<Option<cluster::Snapshot>>,
     /// The live nodes as CTDB last told them, for the watcher to see a node leave.
     last_membership: Mutex<Option<BTreeSet<String>>>,
+    /// The membership as the fast poll read it last over ctdbd's socket, and when.
+    fresh_membership: Mutex<Option<(Instant, BTreeSet<String>)>>,
     /// Generation of this node's grace record writes: a deferred write never overwrites
     /// a newer one.
     grace_writes: Arc<Mutex<GraceWrites>>,
@@ -383,6 +386,7 @@ impl Backend {
             records: Arc::new(RwLock::new(())),
             last_view: Mutex::new(None),
             last_membership: Mutex::new(None),
+            fresh_membership: Mutex::new(None),
             grace_writes: Arc::new(Mutex::new(GraceWrites::default())),
             ip_list: Mutex::new(None),
             releaser: RwLock::new(None),

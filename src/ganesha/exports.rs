@@ -210,6 +210,7 @@ extern "C" fn recovery_init() -> c_int {
                 });
                 if cluster {
                     spawn_progress_publisher(backend.clone());
+                    spawn_membership_poll(backend.clone());
                     spawn_watcher(backend);
                 }
                 0
@@ -546,11 +547,73 @@ fn take_ip(ip: std::net::IpAddr) {
     }
 }
 
-/// nfs_start_grace(event, arg) as the D-Bus grace method calls it.
-fn start_grace(event: c_int, arg: &CStr, what: &str) {
+/// In a cluster: reads CTDB's membership over ctdbd's socket every
+/// MEMBERSHIP_INTERVAL (src/backend/membership.rs), and when a node left enters grace at
+/// once, trying again every few milliseconds while Ganesha refuses (requests still hold
+/// references to the state out of grace) instead of at the watcher's next second.
+fn spawn_membership_poll(backend: Arc<Backend>) {
+    use crate::backend::membership::{MembershipPoll, MEMBERSHIP_INTERVAL};
+    let spawned = std::thread::Builder::new()
+        .name("gctdb-members".into())
+        .spawn(move || {
+            let mut poll = MembershipPoll::new(crate::ctdb::socket_path());
+            loop {
+                std::thread::sleep(MEMBERSHIP_INTERVAL);
+                let still_running = running().is_some_and(|(b, _)| Arc::ptr_eq(&b, &backend));
+                if !still_running {
+                    return;
+                }
+                let left = super::guard("the membership poll", false, || match poll.live() {
+                    Ok(live) => backend.membership_polled(live),
+                    Err(_) => {
+                        backend.membership_poll_failed();
+                        false
+                    }
+                });
+                if left {
+                    join_until_in_grace(&backend);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the membership poll ({e}); the watcher notices a node leave within a second");
+    }
+}
+
+/// How long the membership poll keeps trying to enter grace after a node left; past it
+/// the watcher and the reaper go on trying.
+const JOIN_RETRY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn join_until_in_grace(backend: &Arc<Backend>) {
+    let start = std::time::Instant::now();
+    let mut tries = 0u32;
+    while super::guard("the membership poll", false, || backend.wants_to_join()) {
+        if start.elapsed() > JOIN_RETRY_LIMIT {
+            log::warn!(
+                "grace: Ganesha refused to enter grace {tries} time(s) in {JOIN_RETRY_LIMIT:?} \
+                 (requests hold references to the state out of grace); the watcher goes on trying"
+            );
+            return;
+        }
+        tries += 1;
+        if start_grace_quietly(3, c"join") == 0 {
+            if tries > 1 {
+                log::info!(
+                    "grace: joined after {tries} tries in {:?} (Ganesha refused while requests held references)",
+                    start.elapsed()
+                );
+            }
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// nfs_start_grace(event, arg); its return code (-EAGAIN: requests hold references to
+/// the current grace state), nothing logged.
+fn start_grace_quietly(event: c_int, arg: &CStr) -> c_int {
     let Some(start) = ganesha().nfs_start_grace else {
-        log::error!("Ganesha exports no nfs_start_grace; cannot {what}");
-        return;
+        return -libc::ENOSYS;
     };
     let mut gsp = nfs_grace_start_t {
         event,
@@ -558,8 +621,15 @@ fn start_grace(event: c_int, arg: &CStr, what: &str) {
         ipaddr: arg.as_ptr() as *mut c_char,
     };
     // SAFETY: gsp and the string it points to outlive the call; Ganesha only reads them.
-    let rc = unsafe { start(&mut gsp) };
-    if rc != 0 {
+    unsafe { start(&mut gsp) }
+}
+
+/// nfs_start_grace(event, arg) as the D-Bus grace method calls it.
+fn start_grace(event: c_int, arg: &CStr, what: &str) {
+    let rc = start_grace_quietly(event, arg);
+    if rc == -libc::ENOSYS {
+        log::error!("Ganesha exports no nfs_start_grace; cannot {what}");
+    } else if rc != 0 {
         // -EAGAIN: requests hold references to the current grace state; the next reaper
         // tick (or watcher wake-up) tries again.
         log::info!("grace: cannot {what} now ({rc}); retrying at the next tick");

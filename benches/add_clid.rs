@@ -19,6 +19,7 @@ fn client(i: u64) -> ClientInfo {
         owner: format!("Linux NFSv4.1 bench-client-{i}").into_bytes(),
         caller_addr: Some(format!("::ffff:10.77.2.{}", i % 250 + 1)),
         server_addr: Some([10, 77, 1, 1].into()),
+        server_addr_low32: false,
         minor_version: 1,
         tag: None,
     }

@@ -25,6 +25,7 @@ fn client(i: u64, ip: [u8; 4]) -> ClientInfo {
         owner: format!("Linux NFSv4.1 bench-client-{i}").into_bytes(),
         caller_addr: Some(format!("::ffff:10.77.2.{}", i % 250 + 1)),
         server_addr: Some(ip.into()),
+        server_addr_low32: false,
         minor_version: 1,
         tag: None,
     }

@@ -22,6 +22,7 @@ pub mod grace_admin;
 pub mod nsm;
 pub mod progress;
 pub mod records;
+pub mod server_addr;
 pub mod statd;
 pub mod statd_spool;
 pub mod status_view;

@@ -255,6 +255,16 @@ impl Backend {
     /// unless this Ganesha serves no IP any more (a `ctdb` service restart first ran
     /// `shutdown`, which released every client) or no other node was live to take them.
     fn stop_if_ctdbd_restarted(&self) {
+        let _decide = self
+            .membership_decision
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.stop_if_ctdbd_restarted_locked();
+    }
+
+    /// stop_if_ctdbd_restarted under `membership_decision`, which the membership poll
+    /// holds while it replaces the membership this decides on.
+    pub(super) fn stop_if_ctdbd_restarted_locked(&self) {
         let Some(c) = &self.cluster else { return };
         let Some(now) = c.ctdb.daemon_instance() else {
             return;

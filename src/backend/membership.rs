@@ -34,8 +34,14 @@ impl MembershipPoll {
         }
     }
 
-    /// The live nodes' PNNs, as ctdbd's node map says now.
-    pub fn live(&mut self) -> Result<BTreeSet<String>, String> {
+    /// The live nodes' PNNs, as ctdbd's node map says now, and whether this read needed a
+    /// new connection (ctdbd may have restarted since the last one).
+    pub fn live(&mut self) -> Result<(BTreeSet<String>, bool), String> {
+        let fresh = self.conn.is_none();
+        self.live_nodes().map(|l| (l, fresh))
+    }
+
+    fn live_nodes(&mut self) -> Result<BTreeSet<String>, String> {
         let r = self.read();
         match &r {
             Err(e) if !self.failing => {
@@ -76,7 +82,19 @@ impl MembershipPoll {
 impl Backend {
     /// The membership poll's reading: remembered for the watcher, and a node that left
     /// starts the hold at once. True when a node left (the caller joins the grace now).
-    pub fn membership_polled(&self, live: BTreeSet<String>) -> bool {
+    /// `reconnected`: read over a new connection, maybe to a restarted ctdbd, whose first
+    /// node map shows every other node disconnected; whether Ganesha must stop for the
+    /// restart is decided first, on the membership from before it (torture seed 7, step
+    /// 56: decided on the new daemon's view, "no other node was live", Ganesha kept the
+    /// locks the takers' clients came to reclaim).
+    pub fn membership_polled(&self, live: BTreeSet<String>, reconnected: bool) -> bool {
+        let _decide = self
+            .membership_decision
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if reconnected {
+            self.stop_if_ctdbd_restarted_locked();
+        }
         *self
             .fresh_membership
             .lock()

@@ -45,6 +45,11 @@ pub struct ClientInfo {
     /// for NFSv4.0, whose record has none, from the connection add_clid's request came in
     /// on where the running Ganesha lets us learn it (src/ganesha/layout.rs); else None.
     pub server_addr: Option<IpAddr>,
+    /// `server_addr` is what Ganesha 4.3 and 6.x keep of an NFSv4.1+ client's server
+    /// address: a u32, the address itself for IPv4 (and IPv4-mapped IPv6), only the low
+    /// 32 bits of a real IPv6 one (nfs4_op_exchange_id.c get_raddr); attribute() matches it
+    /// against the public IPs (src/server_addr.rs).
+    pub server_addr_low32: bool,
     pub minor_version: u32,
     /// The recovery tag as the running Ganesha builds it, where it builds it itself (15.x:
     /// nfs4_create_clid_name, which honours RecoverySkipIp); else None and `tag()` builds
@@ -195,6 +200,9 @@ pub struct Backend {
     last_membership: Mutex<Option<BTreeSet<String>>>,
     /// The membership as the fast poll read it last over ctdbd's socket, and when.
     fresh_membership: Mutex<Option<(Instant, BTreeSet<String>)>>,
+    /// Held while deciding whether a restarted ctdbd stops Ganesha, and by the membership
+    /// poll while it replaces the membership that decision reads.
+    membership_decision: Mutex<()>,
     /// Generation of this node's grace record writes: a deferred write never overwrites
     /// a newer one.
     grace_writes: Arc<Mutex<GraceWrites>>,
@@ -207,6 +215,8 @@ pub struct Backend {
     releaser: RwLock<Option<Arc<dyn ClientReleaser>>>,
     /// An NFSv4.0 client was filed by its owner string (once per process is enough).
     v40_heuristic_logged: std::sync::atomic::AtomicBool,
+    /// Low-32-bit values whose public-address collision was logged (attribute_low32).
+    low32_collision_logged: Mutex<BTreeSet<u32>>,
     /// The running Ganesha calls reclaim_complete (15.x): records of NFSv4.1+ clients then
     /// say whether it came.
     tracks_reclaim_complete: std::sync::atomic::AtomicBool,
@@ -387,10 +397,12 @@ impl Backend {
             last_view: Mutex::new(None),
             last_membership: Mutex::new(None),
             fresh_membership: Mutex::new(None),
+            membership_decision: Mutex::new(()),
             grace_writes: Arc::new(Mutex::new(GraceWrites::default())),
             ip_list: Mutex::new(None),
             releaser: RwLock::new(None),
             v40_heuristic_logged: std::sync::atomic::AtomicBool::new(false),
+            low32_collision_logged: Mutex::new(BTreeSet::new()),
             tracks_reclaim_complete: std::sync::atomic::AtomicBool::new(false),
             refused_lift_ends_reclaims: std::sync::atomic::AtomicBool::new(true),
             ganesha_grace_period: Mutex::new(None),
@@ -739,7 +751,12 @@ impl Backend {
     /// release of any of those IPs then releases the client (src/backend/release.rs).
     fn attribute(&self, client: &ClientInfo) -> Vec<ServerIp> {
         if let Some(addr) = client.server_addr.filter(|a| !a.is_unspecified()) {
-            return vec![ServerIp::Ip(addr)];
+            return match (&self.cluster, addr) {
+                (Some(c), IpAddr::V4(v4)) if client.server_addr_low32 => {
+                    self.attribute_low32(c, client.clientid, u32::from(v4))
+                }
+                _ => vec![ServerIp::Ip(addr)],
+            };
         }
         let Some(c) = &self.cluster else {
             return vec![ServerIp::Local];
@@ -778,6 +795,44 @@ impl Backend {
             vec![ServerIp::Local]
         } else {
             held
+        }
+    }
+
+    /// An NFSv4.1+ client on Ganesha 4.3/6.x: the public IP(s) whose low 32 bits Ganesha
+    /// kept (src/server_addr.rs); every one of them when several share those bits.
+    fn attribute_low32(&self, c: &ClusterNode, clientid: u64, kept: u32) -> Vec<ServerIp> {
+        use crate::server_addr::{match_low32, Low32Match};
+        let as_v4 = || vec![ServerIp::Ip(IpAddr::V4(std::net::Ipv4Addr::from(kept)))];
+        let public: Vec<IpAddr> = match self.recent_public_ips(c) {
+            Ok(ips) => ips.into_iter().map(|p| p.ip).collect(),
+            Err(e) => {
+                log::error!(
+                    "cannot list public IPs to file client {clientid:#x} ({e}); filing it \
+                     under {} as Ganesha gave it",
+                    std::net::Ipv4Addr::from(kept)
+                );
+                return as_v4();
+            }
+        };
+        match match_low32(kept, &public) {
+            Low32Match::One(ip) => vec![ServerIp::Ip(ip)],
+            Low32Match::NotPublic(_) => as_v4(),
+            Low32Match::Ambiguous(ips) => {
+                if self
+                    .low32_collision_logged
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(kept)
+                {
+                    log::warn!(
+                        "public addresses {ips:?} share their low 32 bits, which is all Ganesha \
+                         keeps of an NFSv4.1 client's server address: such clients are filed \
+                         under each of them (a takeover of any offers them); give the IPv6 \
+                         addresses distinct interface identifiers to end this"
+                    );
+                }
+                ips.into_iter().map(ServerIp::Ip).collect()
+            }
         }
     }
 
@@ -1127,6 +1182,7 @@ mod tests {
             owner: owner.as_bytes().to_vec(),
             caller_addr: Some("::ffff:127.0.0.1".into()),
             server_addr: server.map(|s| s.parse().unwrap()),
+            server_addr_low32: false,
             minor_version: 1,
             tag: None,
         }
@@ -1367,6 +1423,62 @@ mod tests {
         });
         add(&b, &v40(3, "Linux NFSv4.0 c3 tcp"));
         assert_eq!(calls(), 2);
+    }
+
+    /// Ganesha 4.3/6.x keep 32 bits of a v4.1 client's server address: an IPv6 public
+    /// address is found by them, and colliding public addresses all get the client.
+    #[test]
+    fn v4_1_clients_of_an_ipv6_public_address_are_filed_under_it() {
+        let lister = Arc::new(FakeCtdb::new(
+            0,
+            None,
+            &[
+                ("10.0.0.1", Some(0)),
+                ("fd77:1::1", Some(0)),
+                ("fd77:1::a00:2", Some(1)),
+                ("10.0.0.2", Some(1)),
+                ("fd77:1::9", Some(0)),
+                ("fd77:2::9", Some(1)),
+            ],
+        ));
+        let store = Arc::new(MemoryStore::new());
+        let b = node0(store.clone(), &lister);
+        let kept = |id: u64, seen: &str| {
+            let ip: IpAddr = seen.parse().unwrap();
+            ClientInfo {
+                server_addr: Some(IpAddr::V4(crate::server_addr::low32(&ip).into())),
+                server_addr_low32: true,
+                ..client(id, &format!("Linux NFSv4.1 c{id}"), None)
+            }
+        };
+        let keys_of = |tag: &str| -> Vec<String> {
+            store
+                .scan(V4_PREFIX)
+                .unwrap()
+                .entries
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|k| k.ends_with(&format!("@{tag}")))
+                .collect()
+        };
+        let t = add(&b, &kept(1, "fd77:1::1"));
+        assert_eq!(keys_of(&t), vec![format!("v4@fd77:1::1@{t}")]);
+        let t = add(&b, &kept(2, "10.0.0.1"));
+        assert_eq!(keys_of(&t), vec![format!("v4@10.0.0.1@{t}")]);
+        // fd77:1::a00:2 ends in 0a 00 00 02: the same 32 bits as 10.0.0.2.
+        let t = add(&b, &kept(3, "10.0.0.2"));
+        assert_eq!(
+            keys_of(&t),
+            vec![format!("v4@10.0.0.2@{t}"), format!("v4@fd77:1::a00:2@{t}")]
+        );
+        let t = add(&b, &kept(4, "fd77:2::9"));
+        assert_eq!(
+            keys_of(&t),
+            vec![format!("v4@fd77:1::9@{t}"), format!("v4@fd77:2::9@{t}")]
+        );
+        // Not a public address (the node's own): the IPv4 address it reads as.
+        let t = add(&b, &kept(5, "10.0.9.1"));
+        assert_eq!(keys_of(&t), vec![format!("v4@10.0.9.1@{t}")]);
     }
 
     #[test]
@@ -1618,6 +1730,40 @@ mod tests {
         instance(Some(10));
         b.refresh_grace_view();
         assert_eq!(stopper.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    /// Torture seed 7, step 56: the membership poll reconnected to the restarted ctdbd,
+    /// whose first node map shows only this node, and the restart was then judged on it
+    /// ("no other node was live"): Ganesha kept the locks the takers' clients reclaimed.
+    #[test]
+    fn a_restarted_ctdbd_seen_first_by_the_membership_poll_still_stops_ganesha() {
+        let ctdb = ctdb();
+        *ctdb.live.lock().unwrap() = Some(vec![0, 1]);
+        let b = node0(Arc::new(MemoryStore::new()), &ctdb);
+        let stopper = Arc::new(Stopper::default());
+        b.set_releaser(stopper.clone());
+        let stops = || stopper.0.load(std::sync::atomic::Ordering::SeqCst);
+        let set = |n: &[&str]| {
+            n.iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<String>>()
+        };
+        b.read_clids(&GraceStart::Restart); // serves 10.0.0.1
+        *ctdb.instance.lock().unwrap() = Some(7);
+        b.refresh_grace_view();
+        assert!(!b.membership_polled(set(&["0", "1"]), true));
+        assert!(!b.membership_polled(set(&["0", "1"]), false));
+        assert_eq!(stops(), 0);
+        // ctdbd restarted: the poll's new connection reads the new daemon's view first.
+        *ctdb.instance.lock().unwrap() = Some(8);
+        b.membership_polled(set(&["0"]), true);
+        assert_eq!(
+            stops(),
+            1,
+            "judged on the membership from before the restart"
+        );
+        b.refresh_grace_view();
+        assert_eq!(stops(), 1, "one restart, one stop");
     }
 
     /// A grace store whose scans fail while `broken` (catdb during a CTDB recovery).

@@ -268,6 +268,7 @@ mod tests {
             owner: owner.as_bytes().to_vec(),
             caller_addr: Some("::ffff:10.0.9.9".into()),
             server_addr: server.map(|s| s.parse().unwrap()),
+            server_addr_low32: false,
             minor_version: minor,
             tag: None,
         }

@@ -549,7 +549,7 @@ fn take_ip(ip: std::net::IpAddr) {
 
 /// In a cluster: reads CTDB's membership over ctdbd's socket every
 /// MEMBERSHIP_INTERVAL (src/backend/membership.rs), and when a node left enters grace at
-/// once, trying again every few milliseconds while Ganesha refuses (requests still hold
+/// once, trying again every 50 ms while Ganesha refuses (requests still hold
 /// references to the state out of grace) instead of at the watcher's next second.
 fn spawn_membership_poll(backend: Arc<Backend>) {
     use crate::backend::membership::{MembershipPoll, MEMBERSHIP_INTERVAL};
@@ -564,7 +564,7 @@ fn spawn_membership_poll(backend: Arc<Backend>) {
                     return;
                 }
                 let left = super::guard("the membership poll", false, || match poll.live() {
-                    Ok(live) => backend.membership_polled(live),
+                    Ok((live, reconnected)) => backend.membership_polled(live, reconnected),
                     Err(_) => {
                         backend.membership_poll_failed();
                         false
@@ -605,7 +605,8 @@ fn join_until_in_grace(backend: &Arc<Backend>) {
             }
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Ganesha logs every refusal ("Unable to start grace"): not much faster.
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

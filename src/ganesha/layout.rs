@@ -264,6 +264,7 @@ pub unsafe fn read_client(cid: *const c_void, layout: &Layout) -> Result<ClientI
         owner,
         caller_addr,
         server_addr,
+        server_addr_low32: matches!(layout.cr_server_addr, ServerAddr::HostU32(_)),
         minor_version,
         tag: None,
     })

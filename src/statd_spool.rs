@@ -296,3 +296,26 @@ mod tests {
         assert!(e.contains("no/such/statd-spool"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(crate::fuzzing::config("statd_spool"))]
+
+        /// A spool file is read back from disk: any bytes decode to writes or to nothing,
+        /// never a panic; what was encoded comes back.
+        #[test]
+        fn entries_decode_any_bytes_and_round_trip(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            writes in proptest::collection::vec(
+                ("[a-z@.:0-9-]{1,40}", proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)),
+                1..5,
+            ),
+        ) {
+            let _ = decode(&bytes);
+            proptest::prop_assert_eq!(decode(&encode(&writes)), Some(writes));
+        }
+    }
+}

@@ -135,6 +135,9 @@ impl CtdbTool {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.tool);
+        // Run from inside ganesha.nfsd: an inherited descriptor would keep clients' locks
+        // alive after a fail-stop (src/ganesha/spawn.rs).
+        crate::ganesha::spawn::without_inherited_fds(&mut c);
         c.args(args);
         if let Some(s) = &self.socket {
             c.env("CTDB_SOCKET", s);

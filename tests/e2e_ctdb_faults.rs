@@ -214,3 +214,97 @@ fn a_ctdbd_restart_under_a_running_ganesha_loses_no_record() {
     assert!(worst < Duration::from_secs(4), "a connect waited {worst:?}");
     drop(clients);
 }
+
+/// Whether anyone holds a lock conflicting with a write lock on [0, 100) of `path`.
+fn locked(path: &std::path::Path) -> bool {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut probe = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 100,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&f),
+        nix::fcntl::FcntlArg::F_OFD_GETLK(&mut probe),
+    )
+    .unwrap();
+    probe.l_type != libc::F_UNLCK as libc::c_short
+}
+
+/// ganesha.nfsd SIGKILLed (as the fail-stop does) while a `ctdb ptrans` it started waits
+/// on a stopped ctdbd: a client's lock must go with Ganesha. The tool inherited Ganesha's
+/// descriptors of the exported files, and with them the open-file-description locks, and
+/// kept them after Ganesha died (torture seed 7, step 7: the takers' clients' reclaims
+/// were refused).
+#[test]
+#[serial]
+fn a_killed_ganesha_leaves_no_lock_behind_in_the_ctdb_tool_it_started() {
+    let c = one_node();
+    let file = c.dir.join("export").join("x41.txt");
+    let mut holder = client(&c, node_addr(&c), 1, &owners::linux_v41(1, "holder"));
+    holder.establish().unwrap();
+    holder.reclaim_complete().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let locked = holder
+            .open("export/x41.txt")
+            .and_then(|mut f| holder.lock(&mut f, nfs4_client::LockType::Write, 0, 100, false));
+        match locked {
+            Ok(()) => break,
+            Err(e) if e.status() == Some(nfs4_client::NfsStat::GRACE) => {
+                assert!(Instant::now() < deadline, "still in grace");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("lock: {e}"),
+        }
+    }
+    assert!(locked(&file), "the client's lock is a lock on the file");
+
+    // ctdbd stopped; a second client's add_clid starts `ctdb ptrans`, which waits on it.
+    c.signal_ctdbd(0, Signal::SIGSTOP);
+    let bridge = c.bridge_ns.clone();
+    let addr = node_addr(&c);
+    let second = std::thread::spawn(move || {
+        let mut cl = nfs4_client::Client::new(
+            nfs4_client::ClientOptions::new(1, owners::linux_v41(1, "second")),
+            move || {
+                nfs4_client::netns::connect(
+                    Some(&bridge),
+                    std::net::SocketAddr::from((addr, 2049)),
+                    Duration::from_secs(20),
+                )
+            },
+        );
+        let _ = cl.establish();
+    });
+    let ganesha = c.nodes[0].ganesha_nfsd_pid().expect("ganesha.nfsd runs");
+    let tool_runs = || {
+        testbed::procs::tree(ganesha).into_iter().any(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|n| n.trim() == "ctdb")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !tool_runs() {
+        assert!(Instant::now() < deadline, "no ctdb tool started by Ganesha");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.crash_ganesha(0);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while std::path::Path::new(&format!("/proc/{ganesha}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let still = locked(&file);
+    c.signal_ctdbd(0, Signal::SIGCONT);
+    let _ = second.join();
+    assert!(
+        !still,
+        "the lock outlived Ganesha (held by a process it started)"
+    );
+}

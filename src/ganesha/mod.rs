@@ -18,6 +18,7 @@ mod exports;
 pub mod layout;
 pub mod logging;
 mod release;
+pub mod spawn;
 pub mod symbols;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

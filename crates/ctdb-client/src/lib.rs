@@ -13,6 +13,7 @@
 
 pub mod conn;
 pub mod proto;
+pub mod tdb;
 
 pub use conn::{ConnError, Connection};
 pub use proto::WireError;

@@ -93,6 +93,72 @@ fn the_native_client_reads_what_the_ctdb_tool_reads_and_hears_a_takeover() {
         "attached on every node: {names:?}"
     );
 
+    // The local TDB copy of a persistent database, read without ctdbd: on another node,
+    // what node 0's transactions wrote (values past the ltdb header, deletions gone, the
+    // sequence number not a record), equal to what `ctdb catdb` lists.
+    let mut script = String::new();
+    for i in 0..200 {
+        script.push_str(&format!(
+            "\"key-{i}\" \"value {i} {}\"\n",
+            "v".repeat(i % 50)
+        ));
+    }
+    c.nodes[0]
+        .ctdb_with_input(&["ptrans", "native_client_test.tdb"], &script)
+        .unwrap();
+    let mut deletes = String::new();
+    for i in (0..200).step_by(4) {
+        deletes.push_str(&format!("\"key-{i}\" \"\"\n"));
+    }
+    c.nodes[0]
+        .ctdb_with_input(&["ptrans", "native_client_test.tdb"], &deletes)
+        .unwrap();
+    let mut on1 = Connection::connect(&c.nodes[1].socket(), T).unwrap();
+    let id1 = on1.attach_persistent("native_client_test.tdb", T).unwrap();
+    let local = on1.db_path(id1, T).unwrap();
+    let image = ctdb_client::tdb::snapshot(&local, T).unwrap();
+    let mut read: Vec<(String, String)> = Vec::new();
+    let mut seqnum = 0;
+    for (k, d) in ctdb_client::tdb::parse(&image).unwrap() {
+        match ctdb_client::tdb::ctdb_record(&k, &d) {
+            ctdb_client::tdb::CtdbRecord::Value(v) => read.push((
+                String::from_utf8(k).unwrap(),
+                String::from_utf8(v.to_vec()).unwrap(),
+            )),
+            ctdb_client::tdb::CtdbRecord::SequenceNumber => seqnum += 1,
+            ctdb_client::tdb::CtdbRecord::Deleted => {}
+            ctdb_client::tdb::CtdbRecord::Invalid => panic!("invalid record {k:?}"),
+        }
+    }
+    read.sort();
+    let mut want: Vec<(String, String)> = (0..200)
+        .filter(|i| i % 4 != 0)
+        .map(|i| {
+            (
+                format!("key-{i}"),
+                format!("value {i} {}", "v".repeat(i % 50)),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(read, want, "node 1's local copy of node 0's writes");
+    assert_eq!(seqnum, 1, "one sequence number record");
+    let catdb = c.nodes[1]
+        .ctdb(&["catdb", "native_client_test.tdb"])
+        .unwrap();
+    let listed = catdb.lines().filter(|l| l.starts_with("key(")).count();
+    assert_eq!(
+        listed,
+        want.len() + 1,
+        "catdb: the same records and the sequence number"
+    );
+    for (k, v) in &want {
+        assert!(
+            catdb.contains(&format!("\"{k}\"")) && catdb.contains(v.as_str()),
+            "{k} in catdb"
+        );
+    }
+
     // Nodes 1 and 2 listen; node 0 dies; they hear of it from ctdbd, not from a poll:
     // together a TAKE_IP for each of node 0's IPs, and each a RECONFIGURE.
     let mut listeners: Vec<Connection> = (1..3)

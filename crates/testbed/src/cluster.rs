@@ -132,27 +132,46 @@ impl Node {
     /// Runs the `ctdb` tool against this node's daemon (from the host, as an operator would
     /// with CTDB_SOCKET).
     pub fn ctdb(&self, args: &[&str]) -> Result<String> {
-        let out = match &self.root {
-            None => Command::new("ctdb")
-                .args(args)
-                .env("CTDB_SOCKET", self.socket())
-                .output(),
+        self.ctdb_with_input(args, "")
+    }
+
+    /// `ctdb` with `input` on its standard input (ptrans), against this node's daemon.
+    pub fn ctdb_with_input(&self, args: &[&str], input: &str) -> Result<String> {
+        use std::io::Write;
+        let mut cmd = match &self.root {
+            None => {
+                let mut c = Command::new("ctdb");
+                c.args(args).env("CTDB_SOCKET", self.socket());
+                c
+            }
             // A newer tool only honours CTDB_SOCKET in CTDB's test mode: run the root's
             // own tool where the node's /run is /run, as on a real node.
             Some(_) => {
                 let words: Vec<&str> = std::iter::once("ctdb")
                     .chain(args.iter().copied())
                     .collect();
-                Command::new("unshare")
-                    .args(["--mount", "sh", "-c"])
-                    .arg(
-                        self.in_view(&crate::chroot::shell_words(&words))
-                            .unwrap_or_default(),
-                    )
-                    .output()
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "sh", "-c"]).arg(
+                    self.in_view(&crate::chroot::shell_words(&words))
+                        .unwrap_or_default(),
+                );
+                c
             }
+        };
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("ctdb {args:?}: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input.as_bytes())
+                .map_err(|e| format!("ctdb {args:?} input: {e}"))?;
         }
-        .map_err(|e| format!("ctdb {args:?}: {e}"))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("ctdb {args:?}: {e}"))?;
         if !out.status.success() {
             return Err(format!(
                 "ctdb {args:?} on {}: {}{}",

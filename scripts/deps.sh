@@ -11,6 +11,7 @@ packages=(
   gcc make                      # the C harness in tests/c
   valgrind                      # the C harness runs under valgrind
   ctdb                          # real ctdbd clusters in network namespaces (CTDB store, takeover)
+  tdb-tools                     # tdbtool writes the TDB files the local TDB reader is tested on
   ethtool iptables              # ctdb's 10.interface needs them (ctdb only Recommends them)
   rpcbind nfs-common            # real rpcbind and rpc.statd for the NSM tests
   man-db binutils               # the package test: man ganesha-ctdb; strip for the .deb

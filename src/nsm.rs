@@ -73,6 +73,10 @@ pub enum Outcome {
         stage: String,
     },
     Failed(String),
+    /// Recorded by an address of the other family than the sending public address (statd
+    /// cannot tell which IP a client used, so an IPv4 client is recorded under the node's
+    /// IPv6 addresses too): not sent to.
+    OtherFamily,
 }
 
 #[derive(Clone, Debug)]
@@ -89,7 +93,24 @@ impl Report {
     pub fn unanswered(&self) -> Vec<IpAddr> {
         self.outcomes
             .iter()
-            .filter(|(_, o)| *o != Outcome::Notified)
+            .filter(|(_, o)| !matches!(o, Outcome::Notified | Outcome::OtherFamily))
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    /// Clients that acknowledged SM_NOTIFY.
+    pub fn notified(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Notified)
+            .count()
+    }
+
+    /// Clients of the other address family, not sent to.
+    pub fn other_family(&self) -> Vec<IpAddr> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::OtherFamily)
             .map(|(a, _)| *a)
             .collect()
     }
@@ -142,16 +163,25 @@ pub fn notify_with(
     late: Option<std::sync::mpsc::Receiver<IpAddr>>,
     start: Instant,
 ) -> io::Result<Report> {
-    let mut clients: Vec<IpAddr> = clients.to_vec();
+    let mut clients: Vec<IpAddr> = clients.iter().map(|ip| canonical(*ip)).collect();
     let mut known: HashSet<IpAddr> = clients.iter().copied().collect();
+    let source = canonical(plan.source);
+    let reachable = |ip: &IpAddr| ip.is_ipv4() == source.is_ipv4();
     let mut late = late;
-    let socket = UdpSocket::bind(SocketAddr::new(plan.source, 0))?;
+    let socket = UdpSocket::bind(SocketAddr::new(source, 0))?;
     socket.set_read_timeout(Some(Duration::from_millis(5)))?;
     let _ =
         nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &RECEIVE_BUFFER);
     let auth = Auth::None;
     let window = plan.in_flight.max(1);
-    let mut stages: Vec<Stage> = clients.iter().map(|_| Stage::GetPort).collect();
+    let first_stage = |ip: &IpAddr| {
+        if reachable(ip) {
+            Stage::GetPort
+        } else {
+            Stage::Done(Outcome::OtherFamily)
+        }
+    };
+    let mut stages: Vec<Stage> = clients.iter().map(first_stage).collect();
     let mut ignored = 0usize;
     let mut pending: HashMap<u32, Pending> = HashMap::new();
     // Send times, earliest first: each loop looks only at what is due, so thousands of
@@ -202,9 +232,10 @@ pub fn notify_with(
             loop {
                 match rx.try_recv() {
                     Ok(ip) => {
+                        let ip = canonical(ip);
                         if known.insert(ip) {
+                            stages.push(first_stage(&ip));
                             clients.push(ip);
-                            stages.push(Stage::GetPort);
                         }
                     }
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,
@@ -220,6 +251,10 @@ pub fn notify_with(
             break;
         }
         while fresh < window && admitted < clients.len() {
+            if stages[admitted] != Stage::GetPort {
+                admitted += 1; // another address family: nothing to send
+                continue;
+            }
             let to = SocketAddr::new(clients[admitted], plan.pmap_port);
             queue(
                 &mut pending,
@@ -366,13 +401,18 @@ fn next_stage(stage: &Stage, msg: &[u8], xid: u32, names: usize) -> Stage {
     }
 }
 
-/// The same address and port, an IPv4-mapped IPv6 address being the IPv4 one.
-fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
-    let canon = |ip: IpAddr| match ip {
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how a dual-stack socket shows an IPv4
+/// peer) as the IPv4 address it is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
-    };
-    a.port() == b.port() && canon(a.ip()) == canon(b.ip())
+    }
+}
+
+/// The same address and port, an IPv4-mapped IPv6 address being the IPv4 one.
+fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
 }
 
 #[cfg(test)]
@@ -408,7 +448,15 @@ mod tests {
     /// GETPORT with its own port (or 0 when not `register`), acknowledges SM_NOTIFY, ignores
     /// the first `drop_first` datagrams, and reports every request it answers, in order.
     fn responder(register: bool, drop_first: usize) -> (u16, std::sync::mpsc::Receiver<Seen>) {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        responder_on("127.0.0.1:0", register, drop_first)
+    }
+
+    fn responder_on(
+        bind: &str,
+        register: bool,
+        drop_first: usize,
+    ) -> (u16, std::sync::mpsc::Receiver<Seen>) {
+        let sock = UdpSocket::bind(bind).unwrap();
         let port = sock.local_addr().unwrap().port();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -455,6 +503,35 @@ mod tests {
             total: Duration::from_secs(3),
             in_flight: DEFAULT_IN_FLIGHT,
         }
+    }
+
+    /// From an IPv6 public address: an IPv6 client is notified over IPv6; an IPv4 client
+    /// (recorded under every IP of its node, IPv6 ones too) is set aside without a send,
+    /// not reported as silent; an IPv4-mapped address counts as the IPv4 one.
+    #[test]
+    fn an_ipv6_source_notifies_ipv6_clients_and_sets_ipv4_ones_aside() {
+        let (port, rx) = responder_on("[::1]:0", true, 0);
+        let p = NotifyPlan {
+            source: "::1".parse().unwrap(),
+            ..plan(port)
+        };
+        let clients: Vec<IpAddr> = ["::1", "127.0.0.1", "::ffff:127.0.0.2"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let report = notify(&p, &clients).unwrap();
+        assert_eq!(
+            report.outcomes,
+            vec![
+                ("::1".parse().unwrap(), Outcome::Notified),
+                ("127.0.0.1".parse().unwrap(), Outcome::OtherFamily),
+                ("127.0.0.2".parse().unwrap(), Outcome::OtherFamily),
+            ]
+        );
+        assert!(report.unanswered().is_empty(), "{report:?}");
+        assert_eq!(report.other_family().len(), 2);
+        let got: Vec<(String, u32)> = rx.try_iter().filter_map(|s| s.notify).collect();
+        assert!(got.contains(&("10.77.1.1".into(), 5)), "{got:?}");
     }
 
     #[test]

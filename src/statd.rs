@@ -191,8 +191,11 @@ const RESOLVERS: usize = 32;
 /// Resolves `names` on threads of their own, sending each address as it is found: a name
 /// whose DNS server never answers delays nobody. Returns the names not resolved (failed, or
 /// still pending when the caller stopped listening) through `unresolved` once all are done.
+/// A name with addresses of both families resolves to one of `ipv4`'s family (the sending
+/// public address's), so that it can be reached from it.
 fn resolve_in_background(
     names: Vec<String>,
+    ipv4: bool,
     found: std::sync::mpsc::Sender<IpAddr>,
 ) -> std::sync::Arc<std::sync::Mutex<BTreeSet<String>>> {
     use std::sync::{Arc, Mutex};
@@ -208,11 +211,15 @@ fn resolve_in_background(
                 let Some(name) = queue.lock().ok().and_then(|mut q| q.pop()) else {
                     return;
                 };
-                let addr = (name.as_str(), 0u16)
+                let addrs: Vec<IpAddr> = (name.as_str(), 0u16)
                     .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .map(|a| a.ip());
+                    .map(|a| a.map(|a| nsm::canonical(a.ip())).collect())
+                    .unwrap_or_default();
+                let addr = addrs
+                    .iter()
+                    .find(|a| a.is_ipv4() == ipv4)
+                    .or(addrs.first())
+                    .copied();
                 if let Some(ip) = addr {
                     if let Ok(mut o) = outstanding.lock() {
                         o.remove(&name);
@@ -289,7 +296,7 @@ pub fn notify_clients(
         total,
     };
     let (found, late) = std::sync::mpsc::channel();
-    let outstanding = resolve_in_background(names, found);
+    let outstanding = resolve_in_background(names, nsm::canonical(ip).is_ipv4(), found);
     let report = nsm::notify_with(&plan, &addrs, Some(late), start).map_err(StatdError::Io)?;
     let unresolved: Vec<String> = outstanding
         .lock()

@@ -681,7 +681,7 @@ impl Backend {
                     match &result {
                         Ok((report, unresolved)) => {
                             let silent = report.unanswered();
-                            p.notified = report.outcomes.len() - silent.len();
+                            p.notified = report.notified();
                             p.silent = silent
                                 .iter()
                                 .map(|a| a.to_string())
@@ -699,10 +699,14 @@ impl Backend {
                     }
                     Ok((report, unresolved)) => log::info!(
                         "NSM: SM_NOTIFY from {ip}: {} client(s) notified in {:.1} s; no answer \
-                         from {:?}; names that did not resolve: {unresolved:?}",
-                        report.outcomes.len() - report.unanswered().len(),
+                         from {:?}; names that did not resolve: {unresolved:?}{}",
+                        report.notified(),
                         report.elapsed.as_secs_f64(),
-                        report.unanswered()
+                        report.unanswered(),
+                        match report.other_family() {
+                            o if o.is_empty() => String::new(),
+                            o => format!("; not sent to {o:?} (the other address family)"),
+                        }
                     ),
                     Err(e) => log::error!("NSM: notifying the NLM clients of {ip} failed: {e}"),
                 }

@@ -1043,7 +1043,7 @@ fn notify(
     let silent = report.unanswered();
     println!(
         "notify {ip}: {} client(s) notified, {} without answer, in {:.1} s{}",
-        report.outcomes.len() - silent.len(),
+        report.notified(),
         silent.len() + unresolved.len(),
         report.elapsed.as_secs_f64(),
         if report.ignored > 0 {

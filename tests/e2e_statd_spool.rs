@@ -4,7 +4,8 @@
 //! instead of holding the NLM LOCK (and with it Ganesha's grace reference) that made statd
 //! call it; the record is kept in the local spool and lands in the database once ctdbd
 //! commits again. On a healthy cluster the record is in the database when the callout
-//! returns, as before.
+//! returns, as before. `del-client` (sent while an NLM LOCK still holds the reference too)
+//! gives up within its short bound and leaves the record monitored, the safe side.
 
 mod common;
 
@@ -20,6 +21,16 @@ use testbed::{Cluster, ClusterSpec};
 
 /// The callout as the shipped script runs it, against node `i`'s ctdbd.
 fn callout(c: &Cluster, i: usize, dir: &Path, client: &str) -> (Duration, String) {
+    callout_action(c, i, dir, "add-client", client)
+}
+
+fn callout_action(
+    c: &Cluster,
+    i: usize,
+    dir: &Path,
+    action: &str,
+    client: &str,
+) -> (Duration, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ganesha-conf/statd-callout");
     let start = Instant::now();
     let out = Command::new(script)
@@ -29,7 +40,7 @@ fn callout(c: &Cluster, i: usize, dir: &Path, client: &str) -> (Duration, String
             "GANESHA_CTDB_OPTS",
             format!("--store ctdb --dir {}", dir.display()),
         )
-        .args(["add-client", client, "server"])
+        .args([action, client, "server"])
         .output()
         .unwrap();
     let took = start.elapsed();
@@ -40,14 +51,20 @@ fn callout(c: &Cluster, i: usize, dir: &Path, client: &str) -> (Duration, String
 
 /// The statd records for `client` in the database, as node `i` reads it.
 fn recorded(c: &Cluster, i: usize, client: &str) -> Vec<String> {
+    records_of(c, i, client)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+fn records_of(c: &Cluster, i: usize, client: &str) -> Vec<(String, Vec<u8>)> {
     let tool = ganesha_ctdb_recov::ctdb::CtdbTool::with_socket(c.nodes[i].socket());
     CtdbStore::open(Box::new(tool), "ganesha_recovery.tdb")
         .and_then(|s| s.scan("statd-state@"))
         .map(|s| {
             s.entries
                 .into_iter()
-                .map(|(k, _)| k)
-                .filter(|k| k.ends_with(&format!("@{client}")))
+                .filter(|(k, _)| k.ends_with(&format!("@{client}")))
                 .collect()
         })
         .unwrap_or_default()
@@ -93,8 +110,26 @@ fn add_client_does_not_wait_on_a_database_that_cannot_commit_and_loses_nothing()
     assert_eq!(spooled(dir.path()), 0);
     eprintln!("healthy add-client: {took:?}");
 
+    let (two_took, two_err) = callout(&c, 0, dir.path(), "host-two");
+    assert_eq!(
+        recorded(&c, 1, "host-two"),
+        keys("host-two"),
+        "host-two in the database ({two_took:?}: {two_err})"
+    );
+
+    // del-client marks it unmonitored (kept for the next takeover notification).
+    callout_action(&c, 0, dir.path(), "del-client", "host-healthy");
+    assert!(
+        records_of(&c, 1, "host-healthy")
+            .iter()
+            .all(|(_, v)| v.as_slice() == ganesha_ctdb_recov::statd::UNMONITORED),
+        "{:?}",
+        records_of(&c, 1, "host-healthy")
+    );
+
     // Node 1's ctdbd stopped: node 0's transactions wait for it.
     c.signal_ctdbd(1, Signal::SIGSTOP);
+    let (unmon_took, unmon_err) = callout_action(&c, 0, dir.path(), "del-client", "host-two");
     let (took, err) = callout(&c, 0, dir.path(), "host-frozen");
     let left_spooled = spooled(dir.path());
     std::thread::sleep(Duration::from_secs(3));
@@ -113,6 +148,12 @@ fn add_client_does_not_wait_on_a_database_that_cannot_commit_and_loses_nothing()
         took < CALLOUT_WAIT + Duration::from_secs(2),
         "add-client held statd (and the NLM LOCK behind it) for {took:?}"
     );
+    eprintln!("del-client with a peer stopped: {unmon_took:?}; {unmon_err}");
+    assert!(
+        unmon_took < CALLOUT_WAIT * 2 + Duration::from_secs(2),
+        "del-client held statd for {unmon_took:?}"
+    );
+    assert!(unmon_err.contains("may stay monitored"), "{unmon_err}");
 
     // Thawed: the detached flusher writes it; the spool empties.
     let start = Instant::now();
@@ -126,5 +167,8 @@ fn add_client_does_not_wait_on_a_database_that_cannot_commit_and_loses_nothing()
         std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!("landed {:?} after SIGCONT", start.elapsed());
+    // The unmarking may have committed after the thaw or not; the record stays either way
+    // (a notification needs it).
+    assert_eq!(recorded(&c, 0, "host-two"), keys("host-two"));
     assert_eq!(recorded(&c, 1, "host-frozen"), keys("host-frozen"));
 }

@@ -893,6 +893,32 @@ fn statd_callout(cli: &Cli, action: &str, args: &[String]) -> Result<(), String>
                 .map_err(|e| format!("statd-callout {action} {client:?}: {e}"))
         }
         "flush" => flush_statd_spool(cli, statd_spool::FLUSHER_LIMIT),
+        // Ganesha 4.3 sends SM_UNMON when an NLM LOCK drops its host's last reference,
+        // still holding its grace reference (nlm4_Lock's out_dec): as add-client, this
+        // must not wait on a database a CTDB recovery froze. Unmarking is only tidying (a
+        // record left monitored costs one extra SM_NOTIFY), so past a short bound the
+        // callout returns (the transaction, if it started, may still commit).
+        "del-client" if cli.store == "ctdb" => {
+            let client = client()?;
+            let tool = CtdbTool {
+                timeout: statd_spool::CALLOUT_WAIT,
+                ..CtdbTool::new()
+            };
+            let done = CtdbStore::open(Box::new(tool.clone()), &cli.db)
+                .map_err(|e| e.to_string())
+                .map(|s| s.with_write_limit(statd_spool::CALLOUT_WAIT))
+                .and_then(|store| {
+                    let ips = held_ips(Some(&tool))?;
+                    statd::del_client(&store, &ips, &client).map_err(|e| e.to_string())
+                });
+            if let Err(e) = done {
+                eprintln!(
+                    "ganesha-ctdb: statd-callout del-client {client:?}: may stay monitored \
+                     ({e}); the next takeover notification then sends to it once more"
+                );
+            }
+            Ok(())
+        }
         "add-client" | "del-client" => {
             let client = client()?;
             let (store, ctdb) = open_records(cli)?;

@@ -460,7 +460,11 @@ mod tests {
 
     /// Node 1 took 10.0.0.1 over with 3 clients offered: one back, one missing, one gone.
     fn takeover() -> World {
-        let key = |t: &str| format!("v4@10.0.0.1@{t}");
+        takeover_of("10.0.0.1")
+    }
+
+    fn takeover_of(ip: &str) -> World {
+        let key = |t: &str| format!("v4@{ip}@{t}");
         let mut w = World {
             grace: [
                 ("0".to_string(), rec(false, false, false, true)),
@@ -476,12 +480,12 @@ mod tests {
             ]
             .into(),
             holders: [
-                ("10.0.0.1".to_string(), "1".to_string()),
+                (ip.to_string(), "1".to_string()),
                 ("10.0.0.2".to_string(), "0".to_string()),
             ]
             .into(),
-            v4: [("10.0.0.1".to_string(), 2), ("10.0.0.2".to_string(), 1)].into(),
-            nlm: [("10.0.0.1".to_string(), 1)].into(),
+            v4: [(ip.to_string(), 2), ("10.0.0.2".to_string(), 1)].into(),
+            nlm: [(ip.to_string(), 1)].into(),
         };
         let mut p = Progress {
             epoch: 3,
@@ -490,13 +494,13 @@ mod tests {
             recovering: true,
             started: 1000,
             ends: 1090,
-            scope: vec!["10.0.0.1".into()],
+            scope: vec![ip.into()],
             offered_total: 3,
             offered: [key("a"), key("b"), key("gone")].into(),
             ..Progress::default()
         };
         p.nlm.insert(
-            "10.0.0.1".into(),
+            ip.into(),
             NlmProgress {
                 done: true,
                 notified: 1,
@@ -539,6 +543,30 @@ mod tests {
         assert!(
             x.starts_with("|InGrace|Epoch|Verdict|\n|1|5|in grace (epoch 5): node 1"),
             "{x}"
+        );
+    }
+
+    /// An IPv6 public address: named in the verdict as it is printed everywhere else, and
+    /// the `-X` row still splits into its ten fields at '|' (the colons are no separator).
+    #[test]
+    fn an_ipv6_takeover_reads_the_same_and_its_machine_row_splits_cleanly() {
+        let s = takeover_of("fd77:1::1").status(1049);
+        assert!(
+            s.verdict
+                .contains("node 1 reclaims fd77:1::1 for 41 s more at most"),
+            "{}",
+            s.verdict
+        );
+        let x = render_machine(&s);
+        let row = x
+            .lines()
+            .find(|l| l.starts_with("|fd77:1::1|"))
+            .unwrap_or_else(|| panic!("{x}"));
+        let fields: Vec<&str> = row.trim_matches('|').split('|').collect();
+        assert_eq!(
+            fields,
+            vec!["fd77:1::1", "1", "2", "1", "1", "3", "2", "1", "1", "0"],
+            "{row}"
         );
     }
 

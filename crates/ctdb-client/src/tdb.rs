@@ -138,8 +138,16 @@ fn is_contended(e: nix::errno::Errno) -> bool {
 
 /// F_RDLCK on [168, end of file and beyond), as an open-file-description lock.
 fn lock_records(file: &std::fs::File) -> std::result::Result<(), nix::errno::Errno> {
+    lock_record_area(file, libc::F_RDLCK)
+}
+
+/// `kind` (F_RDLCK, F_WRLCK) on the record area, without waiting.
+fn lock_record_area(
+    file: &std::fs::File,
+    kind: libc::c_int,
+) -> std::result::Result<(), nix::errno::Errno> {
     let range = libc::flock {
-        l_type: libc::F_RDLCK as libc::c_short,
+        l_type: kind as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
         l_start: FREELIST_TOP as libc::off_t,
         l_len: 0,
@@ -448,18 +456,7 @@ mod tests {
             .write(true)
             .open(&path)
             .unwrap();
-        let range = libc::flock {
-            l_type: libc::F_WRLCK as libc::c_short,
-            l_whence: libc::SEEK_SET as libc::c_short,
-            l_start: FREELIST_TOP as libc::off_t,
-            l_len: 0,
-            l_pid: 0,
-        };
-        nix::fcntl::fcntl(
-            holder.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_OFD_SETLK(&range),
-        )
-        .unwrap();
+        lock_record_area(&holder, libc::F_WRLCK).unwrap();
         let start = Instant::now();
         let r = snapshot(&path, Duration::from_millis(300));
         assert!(matches!(r, Err(TdbError::Busy(_))), "{r:?}");

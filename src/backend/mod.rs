@@ -1174,10 +1174,38 @@ fn now_epoch_floor() -> u64 {
         .unwrap_or(1 << 40)
 }
 
+/// The server epoch a clustered Ganesha runs with: its start time in seconds × 32 plus its
+/// PNN, in the low 32 bits Ganesha puts into clientids and stateids. Two nodes never share
+/// one (their PNNs differ below 32; CTDB clusters are smaller), a node's restarts differ
+/// by their start seconds, and the value wraps only after 2^27 s (4 years).
+pub fn cluster_server_epoch(start_secs: i64, pnn: u32) -> i64 {
+    let mixed = (start_secs as u64)
+        .wrapping_mul(32)
+        .wrapping_add(u64::from(pnn % 32));
+    (mixed & 0xFFFF_FFFF) as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ctdb::testing::FakeCtdb;
+
+    /// Torture seed 7, steps 95-96: nodes 0 and 2 started in the same second.
+    #[test]
+    fn server_epochs_of_nodes_started_together_differ_and_a_restart_gets_a_new_one() {
+        let t = 0x6b0f_8490;
+        let e: Vec<i64> = (0..8).map(|pnn| cluster_server_epoch(t, pnn)).collect();
+        let distinct: BTreeSet<i64> = e.iter().copied().collect();
+        assert_eq!(distinct.len(), 8, "{e:x?}");
+        assert_ne!(cluster_server_epoch(t + 1, 0), cluster_server_epoch(t, 0));
+        assert!(e.iter().all(|v| (0..=0xFFFF_FFFF).contains(v)));
+        // Any two nodes at any two start times within the wrap period differ.
+        for (a, b) in [(0u32, 1u32), (2, 31), (5, 6)] {
+            for dt in [0i64, 1, 2, 1000, 86_400 * 365] {
+                assert_ne!(cluster_server_epoch(t, a), cluster_server_epoch(t + dt, b));
+            }
+        }
+    }
     use crate::store::memory::MemoryStore;
 
     fn client(id: u64, owner: &str, server: Option<&str>) -> ClientInfo {

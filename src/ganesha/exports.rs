@@ -173,6 +173,9 @@ extern "C" fn recovery_init() -> c_int {
                     backend.set_releaser(Arc::new(super::release::ReaperRelease::new(layout)));
                 }
                 backend.set_tracks_reclaim_complete(layout.generation == Generation::V15);
+                if backend.is_cluster() && layout.generation != Generation::V15 {
+                    make_server_epoch_unique(&backend);
+                }
                 // Without Sticky_Grace Ganesha keeps taking reclaims after a refused lift.
                 let sticky = layout
                     .sticky_grace
@@ -505,6 +508,31 @@ extern "C" fn add_revoke_fh(cid: *mut nfs_client_id_t, fh: *mut nfs_fh4) {
         };
         backend.add_revoke_fh(&client, &bytes);
     })
+}
+
+/// Two Ganeshas started in the same second get the same server epoch (their start time),
+/// and with it the same clientids, session ids and stateids: a client whose IP moved from
+/// one to the other is told its state was kept, does not reclaim, and loses its locks
+/// (torture seed 7, steps 95-96: 31 conflicting grants). The epoch becomes the start time
+/// with this node's PNN mixed in (crate::backend::cluster_server_epoch), unique across
+/// nodes; set here, before any client exists.
+fn make_server_epoch_unique(backend: &Backend) {
+    let g = ganesha();
+    let (Some(start), Ok(pnn)) = (g.server_epoch(), backend.node_id().parse::<u32>()) else {
+        log::warn!(
+            "cannot make the server epoch unique in the cluster (nfs_ServerEpoch not exported \
+             or node {:?} not a PNN): two Ganeshas started in one second would share clientids",
+            backend.node_id()
+        );
+        return;
+    };
+    let epoch = crate::backend::cluster_server_epoch(start, pnn);
+    if g.set_server_epoch(epoch) {
+        log::info!(
+            "server epoch {epoch:#010x} (start {start:#x} × 32 + node {pnn}): no other node's \
+             Ganesha issues these clientids"
+        );
+    }
 }
 
 extern "C" fn end_grace() {

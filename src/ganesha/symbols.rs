@@ -39,6 +39,8 @@ pub struct Ganesha {
     pub mem_stats_update_free: mem_stats_update_free_fn,
     /// Address of the exported `nfs_param` (Ganesha's parsed configuration).
     nfs_param: *const u8,
+    /// Address of the exported `time_t nfs_ServerEpoch`.
+    server_epoch: *mut libc::time_t,
 }
 
 /// The callback hashtable_for_each takes: the entry's rbt_node and the caller's argument.
@@ -120,6 +122,27 @@ fn resolve() -> Ganesha {
             std::mem::transmute::<*mut c_void, mem_stats_update_free_fn>(mem_stats_free)
         },
         nfs_param: nfs_param as *const u8,
+        server_epoch: lookup(c"nfs_ServerEpoch") as *mut libc::time_t,
+    }
+}
+
+impl Ganesha {
+    /// Ganesha's server epoch (its start time unless `-E`), None if not exported.
+    pub fn server_epoch(&self) -> Option<libc::time_t> {
+        // SAFETY: a non-null dlsym result for nfs_ServerEpoch is that time_t variable.
+        (!self.server_epoch.is_null()).then(|| unsafe { self.server_epoch.read_volatile() })
+    }
+
+    /// Sets the server epoch. Only at recovery_init: the epoch is the high half of every
+    /// clientid, session id and stateid, so it must not change once one exists.
+    pub fn set_server_epoch(&self, epoch: libc::time_t) -> bool {
+        if self.server_epoch.is_null() {
+            return false;
+        }
+        // SAFETY: as above; recovery_init runs before Ganesha's worker threads serve any
+        // request, so nothing reads it concurrently.
+        unsafe { self.server_epoch.write_volatile(epoch) };
+        true
     }
 }
 

@@ -134,6 +134,7 @@ fn wait_status(c: &Cluster, i: usize, want: &str) -> String {
 /// is not offered reclaim there, and newcomers get NFS4ERR_GRACE.
 fn takeover_scenario(kill: bool) {
     let mut c = common::ganesha_cluster(40, false);
+    distinct_server_epochs(&c);
     let x = c.public_ips[0];
     let a_pnn = c.holder(x, 0).unwrap().expect("X has a holder");
     let a = c.node_by_pnn(a_pnn).unwrap();
@@ -283,4 +284,37 @@ fn after_a_node_is_killed_its_ips_clients_reclaim_on_the_node_that_takes_the_ip_
 #[serial]
 fn after_a_planned_move_the_ips_clients_reclaim_on_the_new_holder() {
     takeover_scenario(false);
+}
+
+/// Every node's Ganesha runs with a server epoch no other node has (the testbed starts them
+/// within a second or two, which gave them the same epoch and the same clientids: torture
+/// seed 7, steps 95-96), and Ganesha itself issues clientids with the epoch the backend set
+/// (its high 32 bits). Ganesha's log prefix keeps the epoch of its start, so the clientid
+/// is the proof.
+fn distinct_server_epochs(c: &testbed::Cluster) {
+    let mut epochs = std::collections::BTreeSet::new();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let log = n.ganesha_log();
+        let set = log
+            .lines()
+            .rev()
+            .filter_map(|l| l.split("server epoch 0x").nth(1))
+            .filter_map(|rest| rest.get(..8))
+            .find_map(|hex| u32::from_str_radix(hex, 16).ok())
+            .unwrap_or_else(|| panic!("node {i} logged no server epoch:\n{log}"));
+        let mut probe = client(
+            c,
+            n.addr,
+            1,
+            &owners::linux_v41(1, &format!("epoch-probe-{i}")),
+        );
+        probe.establish().unwrap();
+        let issued = (probe.clientid().expect("a clientid") >> 32) as u32;
+        let _ = probe.destroy();
+        assert_eq!(
+            issued, set,
+            "node {i}: Ganesha issues clientids of another epoch"
+        );
+        assert!(epochs.insert(set), "node {i} shares epoch {set:#x}");
+    }
 }

@@ -217,6 +217,9 @@ pub struct Backend {
     v40_heuristic_logged: std::sync::atomic::AtomicBool,
     /// Low-32-bit values whose public-address collision was logged (attribute_low32).
     low32_collision_logged: Mutex<BTreeSet<u32>>,
+    /// The public addresses as last read (known_public_addrs).
+    public_addrs: Mutex<Option<Vec<IpAddr>>>,
+    public_addrs_failed: Mutex<Option<Instant>>,
     /// The running Ganesha calls reclaim_complete (15.x): records of NFSv4.1+ clients then
     /// say whether it came.
     tracks_reclaim_complete: std::sync::atomic::AtomicBool,
@@ -403,6 +406,8 @@ impl Backend {
             releaser: RwLock::new(None),
             v40_heuristic_logged: std::sync::atomic::AtomicBool::new(false),
             low32_collision_logged: Mutex::new(BTreeSet::new()),
+            public_addrs: Mutex::new(None),
+            public_addrs_failed: Mutex::new(None),
             tracks_reclaim_complete: std::sync::atomic::AtomicBool::new(false),
             refused_lift_ends_reclaims: std::sync::atomic::AtomicBool::new(true),
             ganesha_grace_period: Mutex::new(None),
@@ -722,11 +727,13 @@ impl Backend {
             return Vec::new();
         };
         match c.ctdb.public_ips() {
-            Ok(ips) => ips
-                .into_iter()
-                .filter(|p| p.holder == Some(c.pnn))
-                .map(|p| p.ip)
-                .collect(),
+            Ok(ips) => {
+                self.remember_public_addrs(&ips);
+                ips.into_iter()
+                    .filter(|p| p.holder == Some(c.pnn))
+                    .map(|p| p.ip)
+                    .collect()
+            }
             Err(e) => {
                 log::error!("cannot list public IPs: {e}");
                 Vec::new()
@@ -744,7 +751,46 @@ impl Backend {
         }
         let ips = c.ctdb.public_ips()?;
         *cached = Some((Instant::now(), ips.clone()));
+        self.remember_public_addrs(&ips);
         Ok(ips)
+    }
+
+    fn remember_public_addrs(&self, ips: &[PublicIp]) {
+        *self.public_addrs.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(ips.iter().map(|p| p.ip).collect());
+    }
+
+    /// The cluster's public addresses (configuration: who holds them does not matter) as
+    /// last read, for filing NFSv4.1 clients by their low 32 bits; read through ctdbd only
+    /// when never read yet. A frozen ctdbd must not hold every v4.1 client's
+    /// CREATE_SESSION (e2e_ctdb_faults: 400 clients connecting while ctdbd is stopped).
+    fn known_public_addrs(&self, c: &ClusterNode) -> crate::ctdb::Result<Vec<IpAddr>> {
+        if let Some(a) = self
+            .public_addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(a);
+        }
+        // Never read yet: one try; after a failure, none for a while (every client would
+        // wait on it).
+        let mut failed = self
+            .public_addrs_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if failed.is_some_and(|at| at.elapsed() < Duration::from_secs(30)) {
+            return Err(crate::ctdb::CtdbError(
+                "ctdbd did not list its public IPs a moment ago".into(),
+            ));
+        }
+        match self.recent_public_ips(c) {
+            Ok(ips) => Ok(ips.into_iter().map(|p| p.ip).collect()),
+            Err(e) => {
+                *failed = Some(Instant::now());
+                Err(e)
+            }
+        }
     }
 
     /// Where a client's record is filed (design §4): by the server address the client
@@ -807,8 +853,8 @@ impl Backend {
     fn attribute_low32(&self, c: &ClusterNode, clientid: u64, kept: u32) -> Vec<ServerIp> {
         use crate::server_addr::{match_low32, Low32Match};
         let as_v4 = || vec![ServerIp::Ip(IpAddr::V4(std::net::Ipv4Addr::from(kept)))];
-        let public: Vec<IpAddr> = match self.recent_public_ips(c) {
-            Ok(ips) => ips.into_iter().map(|p| p.ip).collect(),
+        let public: Vec<IpAddr> = match self.known_public_addrs(c) {
+            Ok(ips) => ips,
             Err(e) => {
                 log::error!(
                     "cannot list public IPs to file client {clientid:#x} ({e}); filing it \

@@ -214,6 +214,17 @@ impl Backend {
             }
             return;
         }
+        let _decide = self
+            .membership_decision
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // The poll reads the membership ten times a second and decides on each change
+        // itself; the watcher's copy may be older than the poll's last (read before a
+        // slow scan) and would replay a change the other way round (a node that came
+        // back looking gone again, and a needless hold).
+        if self.fresh_membership().is_some() {
+            return;
+        }
         self.membership_seen(live);
     }
 

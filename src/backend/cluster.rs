@@ -26,8 +26,12 @@
 //! node entered grace (two nodes dying together, a recovery whose leader died, a loaded
 //! machine) found the node already refused, and the clients it then took over got
 //! NFS4ERR_NO_GRACE (seed 3 of the torture run, in CI). Every nfs_start_grace restarts
-//! Ganesha's timer, so while a takeover run is in progress the watcher re-arms it ("3:rearm")
-//! before it runs out; the ask then comes only once the run is over. Where Grace_Period
+//! Ganesha's timer, so the watcher re-arms it ("3:rearm") before it runs out whenever the
+//! lift Ganesha would ask for would be refused: during a takeover run, while another live
+//! node still recovers (a second fault may bring a takeover here), and while the grace
+//! records cannot be read (a CTDB recovery froze the database; torture seed 7, step 96).
+//! The ask then comes only once a lift would be granted, at the price of ending grace up
+//! to one Grace_Period after that instead of at the next reaper tick. Where Grace_Period
 //! cannot be read (versions other than 4.3) this is not done.
 
 use super::{Backend, ReclaimEntry, State};
@@ -78,7 +82,10 @@ impl Backend {
     fn read_grace_records(&self) -> (Snapshot, bool) {
         let mut records = BTreeMap::new();
         let mut unreadable = false;
-        match self.gstore().scan(GRACE_PREFIX) {
+        let scanned = self.gstore().scan(GRACE_PREFIX);
+        self.grace_read_failed
+            .store(scanned.is_err(), std::sync::atomic::Ordering::Relaxed);
+        match scanned {
             Ok(scan) => {
                 for (key, value) in scan.entries {
                     let node = key[GRACE_PREFIX.len()..].to_string();
@@ -691,10 +698,12 @@ impl Backend {
         grace::join(&view, &self.node_id).is_some()
     }
 
-    /// The watcher: Ganesha's grace timer runs out within REARM_MARGIN while a CTDB
-    /// takeover run is in progress (this node or another live one holds), and this Ganesha
-    /// has not asked to lift yet. It would ask, be refused, and then (4.3) refuse the
-    /// reclaims of any IP this node takes over in the run; re-arming keeps it from asking.
+    /// The watcher: Ganesha's grace timer runs out within REARM_MARGIN while its lift
+    /// would be refused (a CTDB takeover run in progress here or on another live node,
+    /// another live node still recovering, or the grace records unreadable), and this
+    /// Ganesha has not asked to lift yet. It would ask, be refused, and then (4.3) refuse
+    /// the reclaims of any IP this node takes over later in this grace period; re-arming
+    /// keeps it from asking until a lift would be granted.
     pub fn wants_to_rearm(&self, now: Instant) -> bool {
         let Some(g) = *self
             .ganesha_grace_period
@@ -720,7 +729,22 @@ impl Backend {
             return false;
         }
         let (view, records) = self.cached_view_with(&st);
-        takeover_run(&st, &view, &records)
+        if takeover_run(&st, &view, &records) {
+            return true;
+        }
+        // Any lift Ganesha would be refused now: the "no" closes this grace period to
+        // reclaims, and a takeover may still come in it (torture seed 7, step 96: a fenced
+        // node's CTDB recovery froze the databases for a minute; the reaper asked while
+        // the grace records could not be read, was refused, and the hold and the takeip
+        // of 10.77.1.2 came seconds later: its clients got NFS4ERR_NO_GRACE). A frozen
+        // database means a CTDB recovery, after which takeovers follow.
+        if self
+            .grace_read_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return true;
+        }
+        !grace::try_lift_grace(&view, &self.node_id, !st.grace.held).lift
     }
 
     /// The watcher, during the grace period Ganesha started with: public IPs CTDB has given

@@ -231,6 +231,9 @@ pub struct Backend {
     ganesha_grace_period: Mutex<Option<Duration>>,
     /// The local ctdbd's instance (CtdbApi::daemon_instance) the watcher saw last.
     ctdbd_instance: Mutex<Option<u64>>,
+    /// The watcher's last read of the grace records failed (a CTDB recovery froze the
+    /// database): a takeover run is likely to follow (wants_to_rearm).
+    grace_read_failed: std::sync::atomic::AtomicBool,
     /// Client records the store could not take yet (D1 under faults).
     pending: Arc<Pending>,
     /// How the NSM notifications of this grace period went, per IP (published.rs).
@@ -412,6 +415,7 @@ impl Backend {
             refused_lift_ends_reclaims: std::sync::atomic::AtomicBool::new(true),
             ganesha_grace_period: Mutex::new(None),
             ctdbd_instance: Mutex::new(None),
+            grace_read_failed: std::sync::atomic::AtomicBool::new(false),
             nlm_progress: Arc::new(Mutex::new(BTreeMap::new())),
             progress_published: Mutex::new(None),
             wall_anchor: published::WallAnchor::now(),
@@ -1869,6 +1873,69 @@ mod tests {
         fn describe(&self) -> String {
             "unreadable".into()
         }
+    }
+
+    /// Torture seed 7, step 96: Ganesha 4.3 asked to lift while a fenced node's CTDB
+    /// recovery froze the grace records, was refused, and refused the reclaims of the IP
+    /// taken over seconds later. The timer is re-armed whenever a lift would be refused:
+    /// another live node still recovering, or the records unreadable; not once a lift
+    /// would be granted.
+    #[test]
+    fn the_grace_timer_is_rearmed_while_a_lift_would_be_refused() {
+        let ctdb = ctdb();
+        *ctdb.live.lock().unwrap() = Some(vec![0, 1]);
+        let grace = Arc::new(UnreadableScans {
+            inner: MemoryStore::new(),
+            broken: std::sync::atomic::AtomicBool::new(false),
+        });
+        let cluster = ClusterNode {
+            pnn: 0,
+            ctdb: ctdb.clone(),
+        };
+        let b = Backend::from_parts(
+            Arc::new(MemoryStore::new()),
+            grace.clone(),
+            "0",
+            Some(cluster),
+        )
+        .unwrap();
+        b.set_ganesha_grace_period(Duration::from_secs(20));
+        let soon = |after: u64| Instant::now() + Duration::from_secs(after);
+        let node1 = |need: bool| GraceRecord {
+            epoch: 3,
+            recovering: need,
+            held: false,
+            cluster: crate::grace::NodeGrace {
+                epoch: 1,
+                need_grace: need,
+                enforcing: true,
+            },
+        };
+        b.read_clids(&GraceStart::Restart);
+        assert!(b.state().local_in_grace);
+        // Node 1 still recovers its clients: a lift would be refused.
+        grace.put(&grace_key("1"), &node1(true).encode()).unwrap();
+        b.refresh_grace_view();
+        assert!(!b.wants_to_rearm(soon(0)), "just armed");
+        assert!(b.wants_to_rearm(soon(9)), "node 1 still recovers");
+        // Node 1 is done: Ganesha may ask (and will be granted).
+        grace.put(&grace_key("1"), &node1(false).encode()).unwrap();
+        b.refresh_grace_view();
+        assert!(
+            !b.wants_to_rearm(soon(9)),
+            "nothing keeps the cluster in grace"
+        );
+        // The records cannot be read (a CTDB recovery froze them): a takeover may follow.
+        grace
+            .broken
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        b.refresh_grace_view();
+        assert!(b.wants_to_rearm(soon(9)), "grace records unreadable");
+        grace
+            .broken
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        b.refresh_grace_view();
+        assert!(!b.wants_to_rearm(soon(9)));
     }
 
     /// Torture seed 7, step 42: a catdb that failed during a CTDB recovery read as "no node

@@ -26,13 +26,13 @@
 //! node entered grace (two nodes dying together, a recovery whose leader died, a loaded
 //! machine) found the node already refused, and the clients it then took over got
 //! NFS4ERR_NO_GRACE (seed 3 of the torture run, in CI). Every nfs_start_grace restarts
-//! Ganesha's timer, so the watcher re-arms it ("3:rearm") before it runs out whenever the
-//! lift Ganesha would ask for would be refused: during a takeover run, while another live
-//! node still recovers (a second fault may bring a takeover here), and while the grace
-//! records cannot be read (a CTDB recovery froze the database; torture seed 7, step 96).
-//! The ask then comes only once a lift would be granted, at the price of ending grace up
-//! to one Grace_Period after that instead of at the next reaper tick. Where Grace_Period
-//! cannot be read (versions other than 4.3) this is not done.
+//! Ganesha's timer, so the watcher re-arms it ("3:rearm") before it runs out while a takeover
+//! may still come here: during a takeover run, and while the grace records cannot be read
+//! (a CTDB recovery froze the database; torture seed 7, step 96). The ask then comes only
+//! once the run is over. Not while another node merely still recovers: its need ends only
+//! when its own Ganesha asks, so nodes re-arming for each other would never leave grace
+//! (every cluster start). Where Grace_Period cannot be read (versions other than 4.3) this
+//! is not done.
 
 use super::{Backend, ReclaimEntry, State};
 use crate::grace::{self, ClusterView};
@@ -698,12 +698,12 @@ impl Backend {
         grace::join(&view, &self.node_id).is_some()
     }
 
-    /// The watcher: Ganesha's grace timer runs out within REARM_MARGIN while its lift
-    /// would be refused (a CTDB takeover run in progress here or on another live node,
-    /// another live node still recovering, or the grace records unreadable), and this
-    /// Ganesha has not asked to lift yet. It would ask, be refused, and then (4.3) refuse
-    /// the reclaims of any IP this node takes over later in this grace period; re-arming
-    /// keeps it from asking until a lift would be granted.
+    /// The watcher: Ganesha's grace timer runs out within REARM_MARGIN while a takeover
+    /// may still come to this node (a CTDB takeover run in progress here or on another
+    /// live node, or the grace records unreadable: a CTDB recovery), and this Ganesha has
+    /// not asked to lift yet. It would ask, be refused, and then (4.3) refuse the reclaims
+    /// of any IP this node takes over later in this grace period; re-arming keeps it from
+    /// asking.
     pub fn wants_to_rearm(&self, now: Instant) -> bool {
         let Some(g) = *self
             .ganesha_grace_period
@@ -732,19 +732,14 @@ impl Backend {
         if takeover_run(&st, &view, &records) {
             return true;
         }
-        // Any lift Ganesha would be refused now: the "no" closes this grace period to
-        // reclaims, and a takeover may still come in it (torture seed 7, step 96: a fenced
-        // node's CTDB recovery froze the databases for a minute; the reaper asked while
-        // the grace records could not be read, was refused, and the hold and the takeip
-        // of 10.77.1.2 came seconds later: its clients got NFS4ERR_NO_GRACE). A frozen
-        // database means a CTDB recovery, after which takeovers follow.
-        if self
-            .grace_read_failed
+        // Grace records that cannot be read mean a CTDB recovery froze the database, and
+        // takeovers follow it (torture seed 7, step 96: a fenced node's recovery froze it
+        // for a minute; the reaper asked meanwhile, was refused, and the hold and the
+        // takeip of 10.77.1.2 came seconds later: its clients got NFS4ERR_NO_GRACE).
+        // Not for another node that still recovers: its need ends only when its own
+        // Ganesha asks, and nodes re-arming for each other would never ask.
+        self.grace_read_failed
             .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return true;
-        }
-        !grace::try_lift_grace(&view, &self.node_id, !st.grace.held).lift
     }
 
     /// The watcher, during the grace period Ganesha started with: public IPs CTDB has given

@@ -8,7 +8,9 @@
 //! odd ("up") and strictly greater than any sent before for X: the caller keeps it in the
 //! store (`nsm-state@<ip>`), never derived from clocks.
 
-use oncrpc::pmap::{getport_args, IPPROTO_UDP};
+use oncrpc::pmap::{
+    getaddr_args, getport_args, uaddr_port, IPPROTO_UDP, RPCBPROC_GETADDR, RPCB_VERS4, UADDR_MAX,
+};
 pub use oncrpc::pmap::{PMAPPROC_GETPORT, PMAP_PROG, PMAP_VERS};
 use oncrpc::rpc::{encode_call, parse_reply, reply_xid, Auth, CallHeader};
 use oncrpc::{XdrReader, XdrWriter};
@@ -118,8 +120,15 @@ impl Report {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Stage {
+    /// Asking the client's portmapper for statd's UDP port (IPv4).
     GetPort,
-    Notify { port: u16, name: usize },
+    /// Asking the client's rpcbind (version 4) for statd's udp6 address: version 2 would
+    /// answer with the port of statd's IPv4 socket (crates/oncrpc/src/pmap.rs).
+    GetAddr,
+    Notify {
+        port: u16,
+        name: usize,
+    },
     Done(Outcome),
 }
 
@@ -175,10 +184,12 @@ pub fn notify_with(
     let auth = Auth::None;
     let window = plan.in_flight.max(1);
     let first_stage = |ip: &IpAddr| {
-        if reachable(ip) {
-            Stage::GetPort
-        } else {
+        if !reachable(ip) {
             Stage::Done(Outcome::OtherFamily)
+        } else if ip.is_ipv6() {
+            Stage::GetAddr
+        } else {
+            Stage::GetPort
         }
     };
     let mut stages: Vec<Stage> = clients.iter().map(first_stage).collect();
@@ -225,6 +236,7 @@ pub fn notify_with(
         );
     };
     let getport = getport_args(SM_PROG, SM_VERS, IPPROTO_UDP);
+    let getaddr = getaddr_args(SM_PROG, SM_VERS, "udp6");
     let deadline = start + plan.total;
     let mut buf = vec![0u8; 65536];
     loop {
@@ -251,10 +263,14 @@ pub fn notify_with(
             break;
         }
         while fresh < window && admitted < clients.len() {
-            if stages[admitted] != Stage::GetPort {
-                admitted += 1; // another address family: nothing to send
-                continue;
-            }
+            let (vers, proc_, args) = match stages[admitted] {
+                Stage::GetPort => (PMAP_VERS, PMAPPROC_GETPORT, &getport),
+                Stage::GetAddr => (RPCB_VERS4, RPCBPROC_GETADDR, &getaddr),
+                _ => {
+                    admitted += 1; // another address family: nothing to send
+                    continue;
+                }
+            };
             let to = SocketAddr::new(clients[admitted], plan.pmap_port);
             queue(
                 &mut pending,
@@ -262,9 +278,9 @@ pub fn notify_with(
                 admitted,
                 to,
                 PMAP_PROG,
-                PMAP_VERS,
-                PMAPPROC_GETPORT,
-                &getport,
+                vers,
+                proc_,
+                args,
             );
             fresh += 1;
             admitted += 1;
@@ -342,11 +358,14 @@ pub fn notify_with(
         .map(|(i, (ip, st))| {
             let o = match st {
                 Stage::Done(o) => o,
-                Stage::GetPort if i >= admitted => Outcome::NoAnswer {
+                Stage::GetPort | Stage::GetAddr if i >= admitted => Outcome::NoAnswer {
                     stage: "not asked: the time bound ran out first".into(),
                 },
                 Stage::GetPort => Outcome::NoAnswer {
                     stage: "portmapper GETPORT".into(),
+                },
+                Stage::GetAddr => Outcome::NoAnswer {
+                    stage: "rpcbind GETADDR".into(),
                 },
                 Stage::Notify { name, .. } => Outcome::NoAnswer {
                     stage: format!(
@@ -379,7 +398,8 @@ fn answered_request(pending: &HashMap<u32, Pending>, msg: &[u8], from: SocketAdd
 
 /// Where a client goes after the reply `msg` to its request `xid` in `stage`: GETPORT's
 /// result is one unsigned int (RFC 1833; what follows it is not read), 0 meaning statd is
-/// not registered; SM_NOTIFY's result (void) is not read. A reply that is not an accepted
+/// not registered; GETADDR's a universal address, empty meaning not registered;
+/// SM_NOTIFY's result (void) is not read. A reply that is not an accepted
 /// success, or a port that is not one, ends the client as Failed, saying why.
 fn next_stage(stage: &Stage, msg: &[u8], xid: u32, names: usize) -> Stage {
     match (stage, parse_reply(msg, xid)) {
@@ -390,6 +410,16 @@ fn next_stage(stage: &Stage, msg: &[u8], xid: u32, names: usize) -> Stage {
                 Err(_) => Stage::Done(Outcome::Failed(format!("portmapper returned port {port}"))),
             },
             Err(e) => Stage::Done(Outcome::Failed(format!("GETPORT reply: {e}"))),
+        },
+        (Stage::GetAddr, Ok(body)) => match XdrReader::new(body).string(UADDR_MAX, "uaddr") {
+            Ok(uaddr) if uaddr.is_empty() => Stage::Done(Outcome::NoStatd),
+            Ok(uaddr) => match uaddr_port(&uaddr) {
+                Some(port) if port != 0 => Stage::Notify { port, name: 0 },
+                _ => Stage::Done(Outcome::Failed(format!(
+                    "rpcbind returned address {uaddr:?}"
+                ))),
+            },
+            Err(e) => Stage::Done(Outcome::Failed(format!("GETADDR reply: {e}"))),
         },
         (Stage::Notify { port, name }, Ok(_)) if name + 1 < names => Stage::Notify {
             port: *port,
@@ -441,6 +471,7 @@ mod tests {
     /// What a test responder received: the program called and, for SM_NOTIFY, its args.
     struct Seen {
         prog: u32,
+        vers: u32,
         notify: Option<(String, u32)>,
     }
 
@@ -472,7 +503,7 @@ mod tests {
                 let mut r = XdrReader::new(&buf[..n]);
                 let xid = r.u32("xid").unwrap();
                 let words: Vec<u32> = (0..5).map(|_| r.u32("w").unwrap()).collect();
-                let (prog, proc_) = (words[2], words[4]);
+                let (prog, vers, proc_) = (words[2], words[3], words[4]);
                 for _ in 0..2 {
                     r.u32("flavor").unwrap();
                     r.opaque(400, "auth").unwrap();
@@ -480,13 +511,20 @@ mod tests {
                 let mut w = XdrWriter::new();
                 w.u32(xid).u32(1).u32(0).u32(0).opaque(&[]).u32(0);
                 let mut notify = None;
-                if prog == PMAP_PROG && proc_ == PMAPPROC_GETPORT {
+                if prog == PMAP_PROG && vers == PMAP_VERS && proc_ == PMAPPROC_GETPORT {
                     w.u32(if register { u32::from(port) } else { 0 });
+                } else if prog == PMAP_PROG && vers == RPCB_VERS4 && proc_ == RPCBPROC_GETADDR {
+                    // As rpcbind answers: its wildcard address and the port's two bytes.
+                    w.string(&if register {
+                        format!("::.{}.{}", port >> 8, port & 0xff)
+                    } else {
+                        String::new()
+                    });
                 } else if prog == SM_PROG && proc_ == SM_NOTIFY {
                     let name = r.string(SM_MAXSTRLEN, "mon_name").unwrap();
                     notify = Some((name, r.u32("state").unwrap()));
                 }
-                let _ = tx.send(Seen { prog, notify });
+                let _ = tx.send(Seen { prog, vers, notify });
                 let _ = sock.send_to(w.as_bytes(), from);
             }
         });
@@ -530,7 +568,18 @@ mod tests {
         );
         assert!(report.unanswered().is_empty(), "{report:?}");
         assert_eq!(report.other_family().len(), 2);
-        let got: Vec<(String, u32)> = rx.try_iter().filter_map(|s| s.notify).collect();
+        let seen: Vec<Seen> = rx.try_iter().collect();
+        // statd's IPv6 port comes from rpcbind version 4, never from version 2's GETPORT
+        // (which names statd's IPv4 socket).
+        assert!(
+            seen.iter()
+                .any(|s| s.prog == PMAP_PROG && s.vers == RPCB_VERS4),
+            "GETADDR asked"
+        );
+        assert!(!seen
+            .iter()
+            .any(|s| s.prog == PMAP_PROG && s.vers == PMAP_VERS));
+        let got: Vec<(String, u32)> = seen.into_iter().filter_map(|s| s.notify).collect();
         assert!(got.contains(&("10.77.1.1".into(), 5)), "{got:?}");
     }
 
@@ -784,6 +833,7 @@ mod fuzz {
     fn stage(names: usize) -> impl Strategy<Value = Stage> {
         prop_oneof![
             Just(Stage::GetPort),
+            Just(Stage::GetAddr),
             (any::<u16>(), 0..names).prop_map(|(port, name)| Stage::Notify { port, name }),
             Just(Stage::Done(Outcome::NoStatd)),
         ]
@@ -804,6 +854,8 @@ mod fuzz {
                 }
             }
             (Stage::GetPort, _) => failed,
+            (Stage::GetAddr, Answer::Success(r)) => expected_getaddr(r),
+            (Stage::GetAddr, _) => failed,
             (Stage::Notify { port, name }, Answer::Success(_)) => {
                 if name + 1 < names {
                     Stage::Notify {
@@ -816,6 +868,44 @@ mod fuzz {
             }
             (Stage::Done(o), Answer::Success(_)) => Stage::Done(o.clone()),
             (_, _) => failed,
+        }
+    }
+
+    /// A GETADDR result read by hand: an XDR string (length, bytes, padding to 4) holding
+    /// "<host>.<port high>.<port low>"; empty is "no statd".
+    fn expected_getaddr(r: &[u8]) -> Stage {
+        let failed = Stage::Done(Outcome::Failed(String::new()));
+        let Some(len) = r
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        else {
+            return failed;
+        };
+        if len > UADDR_MAX || r.len() < 4 + len.div_ceil(4) * 4 {
+            return failed;
+        }
+        let text = String::from_utf8_lossy(&r[4..4 + len]);
+        if text.is_empty() {
+            return Stage::Done(Outcome::NoStatd);
+        }
+        let f: Vec<&str> = text.rsplitn(3, '.').collect();
+        let byte = |s: &str| {
+            s.parse::<u8>()
+                .ok()
+                .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+        };
+        match (
+            f.as_slice(),
+            f.first().and_then(|s| byte(s)),
+            f.get(1).and_then(|s| byte(s)),
+        ) {
+            ([_, _, host], Some(lo), Some(hi)) if !host.is_empty() && (hi, lo) != (0, 0) => {
+                Stage::Notify {
+                    port: u16::from(hi) * 256 + u16::from(lo),
+                    name: 0,
+                }
+            }
+            _ => failed,
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use testbed::procs::Netns;
 
 /// A namespace with addresses 10.99.0.1 (the server's public IP X) and 10.99.0.2 (the
-/// client), a private /run, and a real rpcbind + rpc.statd answering as the client; and a
+/// client), their IPv6 counterparts fd00:99::1 and fd00:99::2, a private /run, and a real rpcbind + rpc.statd answering as the client; and a
 /// dir store. Returns the namespace guard, the work directory and a reader of statd's log.
 fn statd_client(extra_addrs: &[&str]) -> (Netns, tempfile::TempDir) {
     let work = tempfile::tempdir().unwrap();
@@ -28,13 +28,21 @@ fn statd_client(extra_addrs: &[&str]) -> (Netns, tempfile::TempDir) {
     std::fs::create_dir_all(w.join("store")).unwrap();
     let mut ns = Netns::new(format!("gctdb-nsm{}", std::process::id())).unwrap();
     // X, the server's public IP, and the client's address.
-    for a in ["10.99.0.1/32", "10.99.0.2/32"].iter().chain(extra_addrs) {
+    for a in [
+        "10.99.0.1/32",
+        "10.99.0.2/32",
+        "fd00:99::1/128",
+        "fd00:99::2/128",
+    ]
+    .iter()
+    .chain(extra_addrs)
+    {
         run(Command::new("ip").args(["-n", &ns.name, "addr", "add", a, "dev", "lo"]));
     }
     // rpcbind answers UDP on the client's address only (and loopback), so that other
     // hosts' ports 111 in the namespace stay free.
     let script = format!(
-        "mount -t tmpfs tmpfs /run && rpcbind -f -w -h 10.99.0.2 & sleep 0.5; \
+        "mount -t tmpfs tmpfs /run && rpcbind -f -w -h 10.99.0.2 -h fd00:99::2 & sleep 0.5; \
          exec rpc.statd -F -d -L -P {}",
         w.join("statd").display()
     );
@@ -290,9 +298,48 @@ fn a_hung_dns_server_delays_no_client_recorded_by_address() {
     );
 }
 
+/// An IPv6 public address X6 and an IPv6 client: the sender asks the client's rpcbind
+/// (version 4 GETADDR: version 2 would name statd's IPv4 port, and statd's IPv6 socket has
+/// another) and the real statd receives SM_NOTIFY from X6 over IPv6. An IPv4 client
+/// recorded for X6 too (a node records every client under every IP it holds) is named as
+/// of the other family, not as one that did not answer.
+#[test]
+#[serial]
+fn a_real_statd_receives_sm_notify_over_ipv6_from_an_ipv6_public_address() {
+    let (ns, work) = statd_client(&[]);
+    let w = work.path();
+    let store = DirStore::open(&w.join("store")).unwrap();
+    let x6 = ServerIp::Ip("fd00:99::1".parse().unwrap());
+    statd::add_client(&store, std::slice::from_ref(&x6), "fd00:99::2").unwrap();
+    statd::add_client(&store, std::slice::from_ref(&x6), "10.99.0.2").unwrap();
+    let out = run(&mut notify_command_from(&ns.name, w, "fd00:99::1", 10));
+    assert!(
+        out.contains("1 client(s) notified, 0 without answer"),
+        "{out}\n{}",
+        statd_log(w)
+    );
+    assert!(out.contains("10.99.0.2"), "the IPv4 client is named: {out}");
+    let want = "Received SM_NOTIFY from fd00:99::1, state: 1";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !statd_log(w).contains(want) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = statd_log(w);
+    assert!(log.contains(want), "want {want:?} in:\n{log}");
+    assert!(
+        log.contains("Received SM_NOTIFY from nfs.example, state: 1"),
+        "{log}"
+    );
+}
+
 /// `ganesha-ctdb --dir <w>/store notify 10.99.0.1 --name nfs.example --timeout <secs>`,
 /// run inside the client's network namespace `ns`.
 fn notify_command(ns: &str, w: &std::path::Path, secs: u32) -> Command {
+    notify_command_from(ns, w, "10.99.0.1", secs)
+}
+
+/// As notify_command, from public address `x`.
+fn notify_command_from(ns: &str, w: &std::path::Path, x: &str, secs: u32) -> Command {
     let mut cmd = Command::new("ip");
     cmd.args([
         "netns",
@@ -302,7 +349,7 @@ fn notify_command(ns: &str, w: &std::path::Path, secs: u32) -> Command {
         "--dir",
     ])
     .arg(w.join("store"))
-    .args(["notify", "10.99.0.1", "--name", "nfs.example", "--timeout"])
+    .args(["notify", x, "--name", "nfs.example", "--timeout"])
     .arg(secs.to_string());
     cmd
 }

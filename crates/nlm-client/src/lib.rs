@@ -3,7 +3,10 @@
 //! file's handle, NLM4 LOCK (with the reclaim flag after an SM_NOTIFY) and UNLOCK.
 //! All over TCP; every reply decoded with bounded lengths.
 
-use oncrpc::pmap::{getport_args, IPPROTO_TCP, PMAPPROC_GETPORT, PMAP_PROG, PMAP_VERS};
+use oncrpc::pmap::{
+    getaddr_args, getport_args, uaddr_port, IPPROTO_TCP, PMAPPROC_GETPORT, PMAP_PROG, PMAP_VERS,
+    RPCBPROC_GETADDR, RPCB_VERS4, UADDR_MAX,
+};
 use oncrpc::{Auth, RpcError, TcpTransport, XdrError, XdrReader, XdrWriter};
 use std::fmt;
 use std::io;
@@ -136,9 +139,18 @@ impl NlmClient {
         Ok(TcpTransport::new(s, self.auth.clone()))
     }
 
-    /// rpcbind GETPORT over TCP.
+    /// rpcbind over TCP: GETPORT (version 2) for an IPv4 server, GETADDR (version 4,
+    /// netid tcp6) for an IPv6 one, as a real client asks (version 2 names IPv4 sockets).
     pub fn getport(&self, prog: u32, vers: u32) -> Result<u16> {
         let mut t = self.transport(111)?;
+        if self.server.is_ipv6() {
+            let args = getaddr_args(prog, vers, "tcp6");
+            let reply = t.call(PMAP_PROG, RPCB_VERS4, RPCBPROC_GETADDR, &args)?;
+            let uaddr = XdrReader::new(&reply).string(UADDR_MAX, "uaddr")?;
+            return uaddr_port(&uaddr)
+                .filter(|p| *p != 0)
+                .ok_or(Error::NotRegistered { prog, vers });
+        }
         let args = getport_args(prog, vers, IPPROTO_TCP);
         let reply = t.call(PMAP_PROG, PMAP_VERS, PMAPPROC_GETPORT, &args)?;
         let port = XdrReader::new(&reply).u32("port")?;

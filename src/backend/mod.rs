@@ -1854,6 +1854,25 @@ mod tests {
         broken: std::sync::atomic::AtomicBool,
     }
 
+    /// Node 0 of a live cluster {0, 1} whose grace records sit in an UnreadableScans.
+    fn node0_with_unreadable_grace() -> (Backend, Arc<UnreadableScans>) {
+        let ctdb = ctdb();
+        *ctdb.live.lock().unwrap() = Some(vec![0, 1]);
+        let grace = Arc::new(UnreadableScans {
+            inner: MemoryStore::new(),
+            broken: std::sync::atomic::AtomicBool::new(false),
+        });
+        let cluster = ClusterNode { pnn: 0, ctdb };
+        let b = Backend::from_parts(
+            Arc::new(MemoryStore::new()),
+            grace.clone(),
+            "0",
+            Some(cluster),
+        )
+        .unwrap();
+        (b, grace)
+    }
+
     impl Store for UnreadableScans {
         fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
             self.inner.put(key, value)
@@ -1882,23 +1901,7 @@ mod tests {
     /// asks: nodes starting together would re-arm for each other forever).
     #[test]
     fn the_grace_timer_is_rearmed_while_the_grace_records_are_unreadable() {
-        let ctdb = ctdb();
-        *ctdb.live.lock().unwrap() = Some(vec![0, 1]);
-        let grace = Arc::new(UnreadableScans {
-            inner: MemoryStore::new(),
-            broken: std::sync::atomic::AtomicBool::new(false),
-        });
-        let cluster = ClusterNode {
-            pnn: 0,
-            ctdb: ctdb.clone(),
-        };
-        let b = Backend::from_parts(
-            Arc::new(MemoryStore::new()),
-            grace.clone(),
-            "0",
-            Some(cluster),
-        )
-        .unwrap();
+        let (b, grace) = node0_with_unreadable_grace();
         b.set_ganesha_grace_period(Duration::from_secs(20));
         let soon = |after: u64| Instant::now() + Duration::from_secs(after);
         let node1 = |need: bool| GraceRecord {
@@ -1944,12 +1947,6 @@ mod tests {
     /// needs grace", and a node lifted while the taker of a moved IP reclaimed.
     #[test]
     fn a_grace_read_that_fails_is_not_a_cluster_without_needs() {
-        let ctdb = ctdb();
-        *ctdb.live.lock().unwrap() = Some(vec![0, 1]);
-        let grace = Arc::new(UnreadableScans {
-            inner: MemoryStore::new(),
-            broken: std::sync::atomic::AtomicBool::new(false),
-        });
         let needing = |need: bool| GraceRecord {
             epoch: 3,
             recovering: need,
@@ -1960,18 +1957,8 @@ mod tests {
                 enforcing: true,
             },
         };
+        let (b, grace) = node0_with_unreadable_grace();
         grace.put(&grace_key("1"), &needing(true).encode()).unwrap();
-        let cluster = ClusterNode {
-            pnn: 0,
-            ctdb: ctdb.clone(),
-        };
-        let b = Backend::from_parts(
-            Arc::new(MemoryStore::new()),
-            grace.clone(),
-            "0",
-            Some(cluster),
-        )
-        .unwrap();
         let others_need = |b: &Backend| {
             let (records, _) = b.grace_records();
             records.get("1").is_some_and(|r| r.cluster.need_grace)

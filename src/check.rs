@@ -168,7 +168,16 @@ pub fn problems(i: &Inputs) -> Vec<Problem> {
                             "NLM is on but rpc.statd does not run".into(),
                             "start rpc-statd with ganesha-ctdb's callout (nfs.conf.d example)",
                         ));
-                    } else if !s.statd_callout_ours {
+                    } else if let Some(p) = &s.statd_spool_problem {
+                        out.push(problem(
+                            n,
+                            p.clone(),
+                            "nfs-ganesha creates the spool for statd's user when it starts; \
+                             the store directory must let that user through (chmod o+x, the \
+                             package's 0751)",
+                        ));
+                    }
+                    if s.statd_running && !s.statd_callout_ours {
                         out.push(problem(
                             n,
                             format!(
@@ -333,6 +342,7 @@ mod tests {
             statd_callout: Some("/callout".into()),
             statd_callout_ours: true,
             rpcbind_running: true,
+            statd_spool_problem: None,
         }
     }
 
@@ -422,6 +432,8 @@ mod tests {
         w.facts.remove("2");
         w.scripts.remove("1");
         w.scripts.get_mut("0").unwrap().statd_callout_ours = false;
+        w.scripts.get_mut("0").unwrap().statd_spool_problem =
+            Some("rpc.statd runs as uid 103 and cannot write /var/lib/x".into());
         w.facts.get_mut("0").unwrap().grace_period = Some(30);
         w.facts.get_mut("1").unwrap().grace_period = Some(30);
         let p = check(&w);
@@ -440,10 +452,14 @@ mod tests {
         );
         assert!(has("0: rpc.statd's ha-callout is /callout"), "{text:#?}");
         assert!(
+            has("0: rpc.statd runs as uid 103 and cannot write /var/lib/x"),
+            "{text:#?}"
+        );
+        assert!(
             has("0: Grace_Period (30 s) is shorter than Lease_Lifetime (60 s)"),
             "{text:#?}"
         );
-        assert_eq!(p.len(), 5, "{text:#?}");
+        assert_eq!(p.len(), 6, "{text:#?}");
         // A node not live in CTDB is not checked.
         let mut w = good();
         w.live.remove("2");

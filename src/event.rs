@@ -35,7 +35,7 @@ use crate::store::Store;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,10 +60,12 @@ pub struct EventContext {
     pub grace_db: String,
     pub records_db: String,
     pub state_dir: PathBuf,
+    /// The store directory `Dir` (the statd spool lives there).
+    pub dir: PathBuf,
 }
 
 impl EventContext {
-    pub fn new(grace_db: &str, records_db: &str) -> EventContext {
+    pub fn new(grace_db: &str, records_db: &str, dir: &Path) -> EventContext {
         let vardir = std::env::var_os("CTDB_SCRIPT_VARDIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/var/lib/ctdb/scripts"));
@@ -71,6 +73,7 @@ impl EventContext {
             grace_db: grace_db.to_string(),
             records_db: records_db.to_string(),
             state_dir: vardir.join("ganesha-ctdb"),
+            dir: dir.to_path_buf(),
         }
     }
 
@@ -481,7 +484,7 @@ fn publish_script_facts(ctx: &EventContext) {
     }
     let done = ctx.grace_store().and_then(|(tool, store)| {
         let me = grace_admin::membership(&tool)?.me;
-        let facts = crate::facts::ScriptFacts::gather();
+        let facts = crate::facts::ScriptFacts::gather(&crate::statd_spool::spool_dir(&ctx.dir));
         store
             .put(
                 &format!("{}{me}", crate::facts::SCRIPT_PREFIX),

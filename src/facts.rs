@@ -311,19 +311,26 @@ pub struct ScriptFacts {
     pub statd_callout: Option<String>,
     pub statd_callout_ours: bool,
     pub rpcbind_running: bool,
+    /// Why rpc.statd's callout cannot spool NLM hosts here, if it cannot (statd runs as
+    /// the owner of its `sm` directory: src/statd_spool.rs).
+    pub statd_spool_problem: Option<String>,
 }
 
 impl ScriptFacts {
     pub fn encode(&self) -> Vec<u8> {
         format!(
-            "v1\nversion {}\nexe {}\nat {}\nstatd {}\ncallout {}\ncallout_ours {}\nrpcbind {}\n",
+            "v1\nversion {}\nexe {}\nat {}\nstatd {}\ncallout {}\ncallout_ours {}\nrpcbind {}\n\
+             spool {}\n",
             escape(&self.version),
             escape(&self.exe),
             self.at,
             u8::from(self.statd_running),
             self.statd_callout.as_deref().map_or("-".into(), escape),
             u8::from(self.statd_callout_ours),
-            u8::from(self.rpcbind_running)
+            u8::from(self.rpcbind_running),
+            self.statd_spool_problem
+                .as_deref()
+                .map_or("-".into(), escape)
         )
         .into_bytes()
     }
@@ -345,6 +352,7 @@ impl ScriptFacts {
                 "callout" => s.statd_callout = if v == "-" { None } else { Some(unescape(v)?) },
                 "callout_ours" => s.statd_callout_ours = v == "1",
                 "rpcbind" => s.rpcbind_running = v == "1",
+                "spool" => s.statd_spool_problem = if v == "-" { None } else { Some(unescape(v)?) },
                 _ => {}
             }
         }
@@ -352,8 +360,9 @@ impl ScriptFacts {
     }
 
     /// Looks at this node: the running binary, rpc.statd and rpcbind in this network
-    /// namespace (/proc, same `ns/net` as this process).
-    pub fn gather() -> ScriptFacts {
+    /// namespace (/proc, same `ns/net` as this process), and whether statd's user can
+    /// write `spool`.
+    pub fn gather(spool: &Path) -> ScriptFacts {
         let exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
@@ -386,8 +395,61 @@ impl ScriptFacts {
             statd_callout: callout,
             statd_callout_ours: ours,
             rpcbind_running: !processes_here("rpcbind").is_empty(),
+            statd_spool_problem: statd
+                .is_some()
+                .then(|| spool_problem(spool, crate::statd_spool::statd_owner(Path::new("/etc"))))
+                .flatten(),
         }
     }
+}
+
+/// Why rpc.statd, running as `owner` (None: root), cannot create entries in `spool`.
+fn spool_problem(spool: &Path, owner: Option<(u32, u32)>) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (uid, gid) = owner?;
+    let parent = spool.parent()?;
+    let through = |m: &std::fs::Metadata| {
+        let mode = m.permissions().mode();
+        (m.uid() == uid && mode & 0o100 != 0)
+            || (m.gid() == gid && mode & 0o010 != 0)
+            || mode & 0o001 != 0
+    };
+    match std::fs::metadata(parent) {
+        Ok(m) if !through(&m) => {
+            return Some(format!(
+                "rpc.statd runs as uid {uid} and cannot get through {} (mode {:o}): its \
+                 callout cannot spool NLM hosts",
+                parent.display(),
+                m.permissions().mode() & 0o7777
+            ))
+        }
+        Err(e) => return Some(format!("{}: {e}", parent.display())),
+        Ok(_) => {}
+    }
+    let m = match std::fs::metadata(spool) {
+        Ok(m) => m,
+        Err(_) => {
+            return Some(format!(
+                "{} does not exist: rpc.statd (uid {uid}) cannot spool NLM hosts until \
+                 nfs-ganesha (or `monitor`) creates it",
+                spool.display()
+            ))
+        }
+    };
+    let mode = m.permissions().mode();
+    let writes = (m.uid() == uid && mode & 0o300 == 0o300)
+        || (m.gid() == gid && mode & 0o030 == 0o030)
+        || mode & 0o003 == 0o003;
+    (!writes).then(|| {
+        format!(
+            "rpc.statd runs as uid {uid} and cannot write {} (owner {}:{}, mode {:o}): its \
+             callout cannot spool NLM hosts",
+            spool.display(),
+            m.uid(),
+            m.gid(),
+            mode & 0o7777
+        )
+    })
 }
 
 /// `[statd] ha-callout = PATH` in nfs.conf (nfs-utils' INI syntax; nfs.conf.d is not read).
@@ -482,6 +544,28 @@ mod tests {
         }
     }
 
+    /// statd's user (as Debian runs it) must get through Dir and write the spool.
+    #[test]
+    fn a_spool_statds_user_cannot_write_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("store");
+        let spool = dir.join("statd-spool");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        assert_eq!(spool_problem(&spool, None), None, "statd runs as root");
+        let p = spool_problem(&spool, Some((103, 65534))).unwrap();
+        assert!(p.contains("cannot get through") && p.contains("750"), "{p}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o751)).unwrap();
+        let p = spool_problem(&spool, Some((103, 65534))).unwrap();
+        assert!(p.contains("does not exist"), "{p}");
+        crate::statd_spool::ensure_dir(&spool, Some((103, 65534))).unwrap();
+        assert_eq!(spool_problem(&spool, Some((103, 65534))), None);
+        std::os::unix::fs::chown(&spool, Some(0), Some(0)).unwrap();
+        let p = spool_problem(&spool, Some((103, 65534))).unwrap();
+        assert!(p.contains("cannot write") && p.contains("owner 0:0"), "{p}");
+    }
+
     #[test]
     fn node_facts_read_back_as_written() {
         assert_eq!(NodeFacts::decode(&sample().encode()), Some(sample()));
@@ -493,8 +577,14 @@ mod tests {
             statd_callout: Some("/usr/libexec/ganesha-ctdb/statd-callout".into()),
             statd_callout_ours: true,
             rpcbind_running: false,
+            statd_spool_problem: Some("rpc.statd runs as uid 103 and cannot write x".into()),
         };
-        assert_eq!(ScriptFacts::decode(&s.encode()), Some(s));
+        assert_eq!(ScriptFacts::decode(&s.encode()), Some(s.clone()));
+        let none = ScriptFacts {
+            statd_spool_problem: None,
+            ..s
+        };
+        assert_eq!(ScriptFacts::decode(&none.encode()), Some(none));
         assert_eq!(NodeFacts::decode(b"v1\nexport 1 2\n"), None);
         assert_eq!(NodeFacts::decode(b"v1\npid x\n"), None);
     }

@@ -20,6 +20,16 @@
 //! Entries are whole writes (key and value), so any flusher on any node writes the same
 //! records, and writing one twice is harmless. An entry older than [`SPOOL_MAX_AGE`] is
 //! dropped with a log line: it belongs to a cluster state long gone.
+//!
+//! Unprivileged callouts: Debian's rpc.statd drops to the owner of its `sm` directory
+//! (user `statd`, nfs-utils' nsm_drop_privileges, CVE-2019-3689) with no capabilities
+//! left, and runs the callout so. That user can neither reach ctdbd's socket (root, 0700)
+//! nor open the databases or the dir store. It only spools the host's name
+//! ([`Spool::add_client`], an entry of its own kind), into a spool directory root created
+//! for it ([`ensure_dir`], owned by the `sm` owner); root writes the record: the node's
+//! Ganesha (the backend flushes the spool every second, attributing the host to the IPs
+//! the node holds then), `monitor`, or a root flusher. ctdb 4.22's statd callout works
+//! the same way (a queue directory owned by statd, pushed into the database by root).
 
 use crate::store::dir::DirStore;
 use crate::store::{Store, StoreError};
@@ -35,10 +45,30 @@ pub const FLUSHER_LIMIT: Duration = Duration::from_secs(120);
 pub const SPOOL_MAX_AGE: Duration = Duration::from_secs(3600);
 
 const ENTRY_PREFIX: &str = "spool@";
+/// First line of an entry that names a host to monitor, not its writes (see the module
+/// comment). No record key starts with '@'.
+const ADD_CLIENT: &str = "@add-client";
+
+/// Writes as the store takes them: (key, value) pairs.
+pub type Writes = Vec<(String, Vec<u8>)>;
+
+/// Turns a host spooled by name into its writes (the IPs this node holds now).
+pub type Attribute<'a> = dyn Fn(&str) -> Result<Writes, String> + 'a;
+
+/// What an entry holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Entry {
+    Writes(Vec<(String, Vec<u8>)>),
+    /// A host to monitor, under the IPs this node holds when it is written.
+    AddClient(String),
+}
+
+/// The spool's directory name under the store directory `Dir`.
+pub const SPOOL_NAME: &str = "statd-spool";
 
 /// The spool directory under the store directory `Dir` (which the package creates).
 pub fn spool_dir(dir: &Path) -> PathBuf {
-    dir.join("statd-spool")
+    dir.join(SPOOL_NAME)
 }
 
 pub struct Spool {
@@ -71,16 +101,33 @@ impl Spool {
 
     /// Keeps `writes` durably; returns the entry's name.
     pub fn add(&self, writes: &[(String, Vec<u8>)]) -> Result<String, StoreError> {
+        let name = self.fresh_name();
+        self.dir.put(&name, &encode(writes))?;
+        Ok(name)
+    }
+
+    /// Keeps "monitor `client`" durably, for root to attribute and write; returns the
+    /// entry's name.
+    pub fn add_client(&self, client: &str) -> Result<String, StoreError> {
+        let name = self.fresh_name();
+        let mut text = format!("{ADD_CLIENT}\n");
+        for b in client.as_bytes() {
+            text.push_str(&format!("{b:02x}"));
+        }
+        text.push('\n');
+        self.dir.put(&name, text.as_bytes())?;
+        Ok(name)
+    }
+
+    fn fresh_name(&self) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let name = format!(
+        format!(
             "{ENTRY_PREFIX}{:020}-{}",
             now.as_nanos(),
             std::process::id()
-        );
-        self.dir.put(&name, &encode(writes))?;
-        Ok(name)
+        )
     }
 
     /// Drops an entry the store has.
@@ -90,8 +137,14 @@ impl Spool {
 
     /// Writes every entry to `store`, oldest first, one transaction each; an entry the
     /// store took is removed, one it did not is left for the next flush. Bad or expired
-    /// entries are dropped and logged.
-    pub fn flush(&self, store: &dyn Store, now: SystemTime) -> Result<Flushed, StoreError> {
+    /// entries are dropped and logged. `attribute` turns a host to monitor into its
+    /// writes (the IPs this node holds now); when it fails the entry is left.
+    pub fn flush(
+        &self,
+        store: &dyn Store,
+        now: SystemTime,
+        attribute: &Attribute<'_>,
+    ) -> Result<Flushed, StoreError> {
         let scan = self.dir.scan(ENTRY_PREFIX)?;
         for s in scan.skipped {
             log::warn!("statd spool: skipping {}: {}", s.location, s.reason);
@@ -99,8 +152,16 @@ impl Spool {
         let mut out = Flushed::default();
         for (name, value) in scan.entries {
             let expired = age_of(&name, now).map_or(true, |age| age > SPOOL_MAX_AGE);
-            let writes = match decode(&value) {
-                Some(w) if !expired => w,
+            let writes = match decode_entry(&value) {
+                Some(Entry::Writes(w)) if !expired => w,
+                Some(Entry::AddClient(client)) if !expired => match attribute(&client) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        log::info!("statd spool: {name} ({client:?}) not written yet: {e}");
+                        out.left += 1;
+                        continue;
+                    }
+                },
                 Some(_) => {
                     log::warn!("statd spool: dropping {name}: older than {SPOOL_MAX_AGE:?}");
                     self.remove(&name)?;
@@ -164,6 +225,104 @@ fn encode(writes: &[(String, Vec<u8>)]) -> Vec<u8> {
         out.push('\n');
     }
     out.into_bytes()
+}
+
+fn decode_entry(bytes: &[u8]) -> Option<Entry> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.lines();
+    if lines.next() != Some(ADD_CLIENT) {
+        return decode(bytes).map(Entry::Writes);
+    }
+    let hex = lines.next()?;
+    if lines.next().is_some() || hex.is_empty() {
+        return None;
+    }
+    let name = unhex(hex)?;
+    String::from_utf8(name).ok().map(Entry::AddClient)
+}
+
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Creates the spool directory (root: the event script and the backend do) for rpc.statd's
+/// user `owner` (uid, gid) to write into, mode 0770; an existing one is left as it is (an
+/// operator's or the package's). Its parent, the store directory, must let that user
+/// through (the package makes it 0751).
+pub fn ensure_dir(dir: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "cannot create the statd spool {}: {e}",
+                dir.display()
+            ))
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o770))
+        .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {} to {uid}:{gid}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Who rpc.statd runs as: the owner of `<state dir>/sm` when that is not root
+/// (nfs-utils' nsm_drop_privileges). The state directory is nfs.conf's `[statd]
+/// state-directory-path` (the last one set in `/etc/nfs.conf`, then `/etc/nfs.conf.d/*.conf`
+/// in order), else /var/lib/nfs.
+pub fn statd_owner(etc: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files = vec![etc.join("nfs.conf")];
+    if let Ok(rd) = std::fs::read_dir(etc.join("nfs.conf.d")) {
+        let mut more: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    let mut state = PathBuf::from("/var/lib/nfs");
+    for f in files {
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            if let Some(p) = statd_state_dir(&text) {
+                state = PathBuf::from(p);
+            }
+        }
+    }
+    let m = std::fs::metadata(state.join("sm")).ok()?;
+    (m.uid() != 0).then_some((m.uid(), m.gid()))
+}
+
+/// `state-directory-path` of the `[statd]` section of one nfs.conf file, if set.
+fn statd_state_dir(text: &str) -> Option<String> {
+    let mut in_statd = false;
+    let mut found = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_statd = line.trim_matches(|c| c == '[' || c == ']').trim() == "statd";
+            continue;
+        }
+        if !in_statd || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            if k.trim() == "state-directory-path" {
+                found = Some(v.trim().to_string());
+            }
+        }
+    }
+    found
 }
 
 fn decode(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
@@ -231,7 +390,7 @@ mod tests {
         let spool = Spool::open(&spool_dir(d.path())).unwrap();
         let name = spool.add(&writes()).unwrap();
         let now = SystemTime::now();
-        let f = spool.flush(&Refusing, now).unwrap();
+        let f = spool.flush(&Refusing, now, &unattributable).unwrap();
         assert_eq!(
             f,
             Flushed {
@@ -242,7 +401,7 @@ mod tests {
         );
         assert!(spool.holds(&name));
         let store = MemoryStore::default();
-        let f = spool.flush(&store, now).unwrap();
+        let f = spool.flush(&store, now, &unattributable).unwrap();
         assert_eq!(
             f,
             Flushed {
@@ -268,7 +427,7 @@ mod tests {
             .unwrap();
         let store = MemoryStore::default();
         let later = SystemTime::now() + SPOOL_MAX_AGE + Duration::from_secs(1);
-        let f = spool.flush(&store, later).unwrap();
+        let f = spool.flush(&store, later, &unattributable).unwrap();
         assert_eq!(
             f,
             Flushed {
@@ -278,6 +437,86 @@ mod tests {
             }
         );
         assert!(store.scan("").unwrap().entries.is_empty());
+    }
+
+    fn unattributable(client: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+        Err(format!("no IPs for {client}"))
+    }
+
+    /// What an unprivileged callout spools: the host only; the flush attributes it to the
+    /// IPs held then, and leaves it while that fails.
+    #[test]
+    fn a_host_spooled_by_name_is_written_under_the_ips_held_at_the_flush() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&spool_dir(d.path())).unwrap();
+        let name = spool.add_client("fd00:77:1::fe").unwrap();
+        let store = MemoryStore::default();
+        let now = SystemTime::now();
+        let f = spool.flush(&store, now, &unattributable).unwrap();
+        assert_eq!((f.written, f.left), (0, 1));
+        assert!(spool.holds(&name));
+        let held = |client: &str| -> Result<Vec<(String, Vec<u8>)>, String> {
+            Ok(vec![(
+                format!("statd-state@10.0.0.1@{client}"),
+                b"v1 monitored=1".to_vec(),
+            )])
+        };
+        let f = spool.flush(&store, now, &held).unwrap();
+        assert_eq!((f.written, f.left), (1, 0));
+        assert_eq!(
+            store.get("statd-state@10.0.0.1@fd00:77:1::fe").unwrap(),
+            Some(b"v1 monitored=1".to_vec())
+        );
+        assert!(!spool.holds(&name));
+        assert_eq!(
+            decode_entry(b"@add-client\n6869\n"),
+            Some(Entry::AddClient("hi".into()))
+        );
+        for bad in [
+            &b"@add-client\n"[..],
+            b"@add-client\n6\n",
+            b"@add-client\n68\n69\n",
+        ] {
+            assert_eq!(decode_entry(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn statds_state_directory_is_read_from_nfs_conf() {
+        let text = "[general]\nstate-directory-path = /nope\n[statd]\n# state-directory-path = /x\n\
+                    port = 662\n state-directory-path = /srv/statd \n[mountd]\nstate-directory-path=/y\n";
+        assert_eq!(statd_state_dir(text).as_deref(), Some("/srv/statd"));
+        assert_eq!(statd_state_dir("[statd]\nport=1\n"), None);
+        // The owner of its sm directory, unless root (statd then stays root).
+        let d = tempfile::tempdir().unwrap();
+        let etc = d.path().join("etc");
+        let state = d.path().join("state");
+        std::fs::create_dir_all(etc.join("nfs.conf.d")).unwrap();
+        std::fs::create_dir_all(state.join("sm")).unwrap();
+        std::fs::write(
+            etc.join("nfs.conf.d/ganesha-ctdb.conf"),
+            format!("[statd]\nstate-directory-path={}\n", state.display()),
+        )
+        .unwrap();
+        assert_eq!(statd_owner(&etc), None, "root-owned sm: statd stays root");
+        std::os::unix::fs::chown(state.join("sm"), Some(103), Some(65534)).unwrap();
+        assert_eq!(statd_owner(&etc), Some((103, 65534)));
+        // The spool directory is made for that user, once.
+        let spool = d.path().join("statd-spool");
+        ensure_dir(&spool, Some((103, 65534))).unwrap();
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let m = std::fs::metadata(&spool).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.permissions().mode() & 0o777),
+            (103, 65534, 0o770)
+        );
+        std::os::unix::fs::chown(&spool, Some(0), Some(0)).unwrap();
+        ensure_dir(&spool, Some((103, 65534))).unwrap();
+        assert_eq!(
+            std::fs::metadata(&spool).unwrap().uid(),
+            0,
+            "an existing one is left"
+        );
     }
 
     #[test]
@@ -315,6 +554,7 @@ mod fuzz {
             ),
         ) {
             let _ = decode(&bytes);
+            let _ = decode_entry(&bytes);
             proptest::prop_assert_eq!(decode(&encode(&writes)), Some(writes));
         }
     }

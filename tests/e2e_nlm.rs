@@ -3,6 +3,9 @@
 //! A lock asked during the start-up grace is refused (DENIED_GRACE_PERIOD; NLM never lifts
 //! grace early), granted after it; a second client host's conflicting lock is denied; after
 //! unlock it is granted. (Failover with SM_NOTIFY: tests/e2e_cluster_nlm.rs.)
+//! With rpc.statd running as Debian runs it (dropped to the owner of its `sm` directory,
+//! user statd, no capabilities) and the shipped callout: the host is recorded all the same,
+//! by the callout's spool and this node's Ganesha.
 
 use nlm_client::{Lock, NlmClient, NlmStat};
 use serial_test::serial;
@@ -17,17 +20,16 @@ fn client(ns: &str, caller: &str) -> NlmClient {
     })
 }
 
-#[test]
-#[serial]
-fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
+/// A node: ganesha.nfsd with NLM, rpcbind and rpc.statd in namespace `node`, everything
+/// else in `w`; `statd_args`: more of rpc.statd's arguments; `env`: for all of them (statd
+/// passes its environment to its callout).
+fn start_node(node: &mut Netns, w: &std::path::Path, statd_args: &str, env: &[(&str, String)]) {
     let lib = std::env::current_exe()
         .unwrap()
         .parent()
         .and_then(|p| p.parent())
         .unwrap()
         .to_path_buf();
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
     for d in ["export", "store", "statd/sm", "statd/sm.bak", "lib"] {
         std::fs::create_dir_all(w.join(d)).unwrap();
     }
@@ -37,7 +39,7 @@ fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
         w.join("lib/libganesha_rados_recov.so"),
     )
     .unwrap();
-    let grace: u64 = 10;
+    let grace = GRACE;
     std::fs::write(
         w.join("ganesha.conf"),
         format!(
@@ -54,10 +56,9 @@ fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
         ),
     )
     .unwrap();
-    let mut node = Netns::new(format!("gctdb-nlm{}", std::process::id())).unwrap();
     let script = format!(
         "mount -t tmpfs tmpfs /run && mkdir -p /run/ganesha && \
-         rpcbind -f -w & sleep 0.5; rpc.statd -F -L -P {w}/statd & sleep 0.5; \
+         rpcbind -f -w & sleep 0.5; rpc.statd -F -L -P {w}/statd {statd_args} & sleep 0.5; \
          exec {ganesha}",
         w = w.display(),
         ganesha = testbed::cluster::ganesha_args(w).join(" ")
@@ -75,13 +76,18 @@ fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
             ])
             .args(["sh", "-c", &script])
             .env("LD_LIBRARY_PATH", w.join("lib"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
+}
+
+/// `a`'s lock on f.txt once the start-up grace is over (refused with DENIED_GRACE_PERIOD
+/// before); returns it and the file handle.
+fn lock_after_grace(a: &NlmClient, w: &std::path::Path, grace: u64) -> Lock {
     let log = || std::fs::read_to_string(w.join("ganesha.log")).unwrap_or_default();
-    let a = client(&node.name, "127.0.0.1");
     let started = Instant::now();
     let root = loop {
         match a.mount(&w.join("export").display().to_string()) {
@@ -121,6 +127,20 @@ fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
             other => panic!("lock during start-up: {other:?}\n{}", log()),
         }
     }
+    mine
+}
+
+const GRACE: u64 = 10;
+
+#[test]
+#[serial]
+fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let mut node = Netns::new(format!("gctdb-nlm{}", std::process::id())).unwrap();
+    start_node(&mut node, w, "", &[]);
+    let a = client(&node.name, "127.0.0.1");
+    let mine = lock_after_grace(&a, w, GRACE);
     let b = client(&node.name, "127.0.0.2");
     let theirs = Lock {
         owner: b"owner-b".to_vec(),
@@ -130,4 +150,72 @@ fn nlm_locks_wait_for_grace_and_conflict_across_client_hosts() {
     assert_eq!(b.lock(&theirs, false, 1).unwrap(), NlmStat::Denied);
     assert_eq!(a.unlock(&mine).unwrap(), NlmStat::Granted);
     assert_eq!(b.lock(&theirs, false, 1).unwrap(), NlmStat::Granted);
+}
+
+/// rpc.statd as Debian runs it: `sm` and `sm.bak` owned by user statd, so statd drops to
+/// it with no capabilities, and runs the shipped callout so. That user cannot open the
+/// store; the callout spools the host's name into the spool Ganesha's backend created for
+/// statd's user, and the backend records it (a second at most).
+#[test]
+#[serial]
+fn an_unprivileged_statd_callout_still_gets_the_host_recorded() {
+    use ganesha_ctdb_recov::records::ServerIp;
+    use ganesha_ctdb_recov::store::Store;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // Debian's statd user, as nfs-common's postinst made it own /var/lib/nfs/sm (the
+    // backend reads who statd runs as from there: this node's nfs.conf names no other).
+    let sm = std::fs::metadata("/var/lib/nfs/sm").expect("nfs-common's /var/lib/nfs/sm");
+    let (uid, gid) = (sm.uid(), sm.gid());
+    assert_ne!(
+        uid, 0,
+        "/var/lib/nfs/sm is root's: statd would not drop privileges"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // statd's user must get through to its state and the callout through to the spool.
+    std::fs::set_permissions(w, std::fs::Permissions::from_mode(0o711)).unwrap();
+    for d in ["statd/sm", "statd/sm.bak", "store"] {
+        std::fs::create_dir_all(w.join(d)).unwrap();
+    }
+    std::fs::set_permissions(w.join("store"), std::fs::Permissions::from_mode(0o751)).unwrap();
+    for d in ["statd", "statd/sm", "statd/sm.bak"] {
+        std::os::unix::fs::chown(w.join(d), Some(uid), Some(gid)).unwrap();
+    }
+    let callout = concat!(env!("CARGO_MANIFEST_DIR"), "/ganesha-conf/statd-callout");
+    let bin = env!("CARGO_BIN_EXE_ganesha-ctdb");
+    let mut node = Netns::new(format!("gctdb-nlmu{}", std::process::id())).unwrap();
+    start_node(
+        &mut node,
+        w,
+        &format!("-H {callout} 2>{log}", log = w.join("statd.log").display()),
+        // The callout's: the binary under test and this node's store.
+        &[
+            ("GANESHA_CTDB", bin.to_string()),
+            (
+                "GANESHA_CTDB_OPTS",
+                format!("--store dir --dir {}", w.join("store").display()),
+            ),
+        ],
+    );
+    let a = client(&node.name, "127.0.0.1");
+    let _mine = lock_after_grace(&a, w, GRACE);
+    let spool = w.join("store/statd-spool");
+    let m = std::fs::metadata(&spool).expect("the backend made the spool");
+    assert_eq!((m.uid(), m.gid()), (uid, gid), "owned by statd's user");
+    let store = ganesha_ctdb_recov::store::dir::DirStore::open(&w.join("store")).unwrap();
+    let key = ganesha_ctdb_recov::statd::statd_key(&ServerIp::Local, "127.0.0.1");
+    // Recorded, and by the backend from the spool (its log line follows the write).
+    let ganesha_log = || std::fs::read_to_string(w.join("ganesha.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.get(&key).unwrap().is_none()
+        || !ganesha_log().contains("statd spool: recorded 1 NLM host(s)")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{key} not recorded through the spool\nstatd:\n{}\nganesha:\n{}",
+            std::fs::read_to_string(w.join("statd.log")).unwrap_or_default(),
+            ganesha_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

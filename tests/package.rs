@@ -176,6 +176,22 @@ fn install_load_purge(target: &Target, core_extra: &str) {
         assert!(target.path(f).exists(), "{f} not installed");
     }
     assert!(target.path("/var/lib/ganesha-ctdb").is_dir());
+    {
+        // rpc.statd's user gets through to its spool, and owns it where nfs-common is in.
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mode = |p: &str| {
+            std::fs::metadata(target.path(p))
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or_else(|e| panic!("{p}: {e}"))
+        };
+        assert_eq!(mode("/var/lib/ganesha-ctdb"), 0o751);
+        assert_eq!(mode("/var/lib/ganesha-ctdb/statd-spool"), 0o770);
+        if let Ok(sm) = std::fs::metadata(target.path("/var/lib/nfs/sm")) {
+            let spool =
+                std::fs::metadata(target.path("/var/lib/ganesha-ctdb/statd-spool")).unwrap();
+            assert_eq!((spool.uid(), spool.gid()), (sm.uid(), sm.gid()));
+        }
+    }
     let help = run(&mut target.command(&["/usr/sbin/ganesha-ctdb", "--help"], &[], None));
     assert!(help.contains("status") && help.contains("grace"), "{help}");
     if let Target::Host = target {

@@ -745,6 +745,65 @@ impl Backend {
         }
     }
 
+    /// Writes what rpc.statd's callout spooled under `spool` (src/statd_spool.rs: an
+    /// unprivileged callout can only spool a host's name) to the records store, attributed
+    /// to the public IPs this node holds now (`local` without CTDB, or while it holds
+    /// none); an entry is left while ctdbd cannot say which IPs those are. Returns how
+    /// many entries were written.
+    pub fn flush_statd_spool(&self, spool: &std::path::Path) -> usize {
+        if !spool.is_dir() {
+            return 0;
+        }
+        let s = match crate::statd_spool::Spool::open(spool) {
+            Ok(s) if !s.is_empty() => s,
+            Ok(_) => return 0,
+            Err(e) => {
+                log::warn!("statd spool: {e}");
+                return 0;
+            }
+        };
+        let attribute = |client: &str| -> Result<Vec<(String, Vec<u8>)>, String> {
+            let ips: Vec<ServerIp> = match &self.cluster {
+                None => vec![ServerIp::Local],
+                Some(c) => {
+                    let held: Vec<ServerIp> = c
+                        .ctdb
+                        .public_ips()
+                        .map_err(|e| format!("which IPs this node holds: {e}"))?
+                        .into_iter()
+                        .filter(|p| p.holder == Some(c.pnn))
+                        .map(|p| ServerIp::Ip(p.ip))
+                        .collect();
+                    if held.is_empty() {
+                        vec![ServerIp::Local]
+                    } else {
+                        held
+                    }
+                }
+            };
+            crate::statd::monitored_writes(&ips, client).map_err(|e| e.to_string())
+        };
+        match s.flush(
+            self.store.as_ref(),
+            std::time::SystemTime::now(),
+            &attribute,
+        ) {
+            Ok(f) => {
+                if f.written > 0 {
+                    log::info!(
+                        "statd spool: recorded {} NLM host(s) rpc.statd's callout spooled",
+                        f.written
+                    );
+                }
+                f.written
+            }
+            Err(e) => {
+                log::warn!("statd spool: {e}");
+                0
+            }
+        }
+    }
+
     /// The public IP list, reused for IP_LIST_TTL (see `ip_list`).
     fn recent_public_ips(&self, c: &ClusterNode) -> crate::ctdb::Result<Vec<PublicIp>> {
         let mut cached = self.ip_list.lock().unwrap_or_else(|e| e.into_inner());

@@ -208,6 +208,14 @@ enum GraceAction {
 
 fn run(cli: Cli) -> Result<(), String> {
     if let Command::Event { name, args } = &cli.command {
+        if name == "startup" || name == "monitor" {
+            // rpc.statd's callout runs as statd's user and can only spool (statd_spool).
+            let dir = statd_spool::spool_dir(&cli.dir);
+            let owner = statd_spool::statd_owner(std::path::Path::new("/etc"));
+            if let Err(e) = statd_spool::ensure_dir(&dir, owner) {
+                eprintln!("ganesha-ctdb: {name}: {e}");
+            }
+        }
         if name == "monitor" && cli.store == "ctdb" {
             // What a callout's flusher could not write (it gave up, or the node restarted).
             let spool = statd_spool::Spool::open(&statd_spool::spool_dir(&cli.dir));
@@ -220,7 +228,7 @@ fn run(cli: Cli) -> Result<(), String> {
         return event::run(
             name,
             args,
-            &event::EventContext::new(&cli.grace_db, &cli.db),
+            &event::EventContext::new(&cli.grace_db, &cli.db, &cli.dir),
         );
     }
     if let Command::GaneshaStopped = &cli.command {
@@ -921,14 +929,28 @@ fn statd_callout(cli: &Cli, action: &str, args: &[String]) -> Result<(), String>
         }
         "add-client" | "del-client" => {
             let client = client()?;
-            let (store, ctdb) = open_records(cli)?;
-            let ips = held_ips(ctdb.as_ref())?;
-            let r = if action == "add-client" {
-                statd::add_client(store.as_ref(), &ips, &client)
-            } else {
-                statd::del_client(store.as_ref(), &ips, &client)
+            let direct = || -> Result<(), String> {
+                let (store, ctdb) = open_records(cli)?;
+                let ips = held_ips(ctdb.as_ref())?;
+                let r = if action == "add-client" {
+                    statd::add_client(store.as_ref(), &ips, &client)
+                } else {
+                    statd::del_client(store.as_ref(), &ips, &client)
+                };
+                r.map_err(|e| e.to_string())
             };
-            r.map_err(|e| format!("statd-callout {action} {client:?}: {e}"))
+            match direct() {
+                Ok(()) => Ok(()),
+                Err(e) if action == "add-client" => spool_by_name(cli, &client, &e)
+                    .map_err(|e| format!("statd-callout {action} {client:?}: {e}")),
+                Err(e) => {
+                    eprintln!(
+                        "ganesha-ctdb: statd-callout del-client {client:?}: may stay monitored \
+                         ({e}); the next takeover notification then sends to it once more"
+                    );
+                    Ok(())
+                }
+            }
         }
         _ => Ok(()),
     }
@@ -938,7 +960,11 @@ fn statd_callout(cli: &Cli, action: &str, args: &[String]) -> Result<(), String>
 /// written by a detached flusher; returns once the store has it or after CALLOUT_WAIT,
 /// so that the NLM LOCK waiting on it does not keep Ganesha out of grace.
 fn add_client_spooled(cli: &Cli, client: &str) -> Result<(), String> {
-    let ips = held_ips(Some(&CtdbTool::new()))?;
+    let ips = match held_ips(Some(&CtdbTool::new())) {
+        Ok(ips) => ips,
+        // rpc.statd dropped to its own user (Debian): no ctdbd, no database from here.
+        Err(e) => return spool_by_name(cli, client, &e),
+    };
     let writes = statd::monitored_writes(&ips, client).map_err(|e| e.to_string())?;
     let spool = match statd_spool::Spool::open(&statd_spool::spool_dir(&cli.dir)) {
         Ok(s) => s,
@@ -965,6 +991,36 @@ fn add_client_spooled(cli: &Cli, client: &str) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(3));
     }
     Ok(())
+}
+
+/// `add-client` from a callout that cannot write the record itself (rpc.statd runs it as
+/// the owner of its `sm` directory, with no capabilities: src/statd_spool.rs): the host's
+/// name goes to the spool, and root writes it under the IPs the node holds then (this
+/// node's Ganesha within a second; `monitor`). `why`: what the direct way said.
+fn spool_by_name(cli: &Cli, client: &str, why: &str) -> Result<(), String> {
+    statd::check_client_name(client).map_err(|e| e.to_string())?;
+    let dir = statd_spool::spool_dir(&cli.dir);
+    let spool = statd_spool::Spool::open(&dir).map_err(|e| {
+        format!(
+            "{why}; and it cannot be spooled either: {e} (running as uid {}: the spool must \
+             be writable by rpc.statd's user; `ganesha-ctdb check` tells)",
+            nix::unistd::geteuid()
+        )
+    })?;
+    spool.add_client(client).map_err(|e| e.to_string())?;
+    eprintln!(
+        "ganesha-ctdb: statd-callout: {client:?} spooled for this node's Ganesha to record \
+         (not written directly: {why})"
+    );
+    Ok(())
+}
+
+/// The writes that record `client` as monitored under the IPs this node holds now: how
+/// root's flushes turn a spooled name into its records.
+fn attribute_now(cli: &Cli, client: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let tool = (cli.store == "ctdb").then(CtdbTool::new);
+    let ips = held_ips(tool.as_ref())?;
+    statd::monitored_writes(&ips, client).map_err(|e| e.to_string())
 }
 
 /// This program again as `statd-callout -- flush` on the store this run resolved, in a
@@ -1012,7 +1068,9 @@ fn flush_statd_spool(cli: &Cli, limit: Duration) -> Result<(), String> {
             let left = match &store {
                 Some(s) => {
                     spool
-                        .flush(s.as_ref(), std::time::SystemTime::now())
+                        .flush(s.as_ref(), std::time::SystemTime::now(), &|c| {
+                            attribute_now(cli, c)
+                        })
                         .map_err(|e| e.to_string())?
                         .left
                 }

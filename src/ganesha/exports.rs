@@ -206,6 +206,7 @@ extern "C" fn recovery_init() -> c_int {
                     None => {}
                 }
                 publish_facts(backend.clone(), config.summary(), layout.name);
+                spawn_statd_spool_flusher(backend.clone(), &config.dir);
                 let cluster = backend.is_cluster();
                 *RUNNING.write().unwrap_or_else(|e| e.into_inner()) = Some(Running {
                     backend: backend.clone(),
@@ -750,6 +751,32 @@ fn spawn_progress_publisher(backend: Arc<Backend>) {
         });
     if let Err(e) = spawned {
         log::warn!("cannot start the progress publisher ({e}); `status` shows less");
+    }
+}
+
+/// Records the NLM hosts rpc.statd's callout spooled (src/statd_spool.rs: on Debian the
+/// callout runs as user statd and cannot write them), once a second, on a thread of its
+/// own (a write may wait out a CTDB recovery). Creates the spool for statd's user first.
+fn spawn_statd_spool_flusher(backend: Arc<Backend>, dir: &std::path::Path) {
+    let spool = crate::statd_spool::spool_dir(dir);
+    let owner = crate::statd_spool::statd_owner(std::path::Path::new("/etc"));
+    if let Err(e) = crate::statd_spool::ensure_dir(&spool, owner) {
+        log::warn!("{e}: rpc.statd's callout cannot spool NLM hosts when it runs unprivileged");
+    }
+    let spawned = std::thread::Builder::new()
+        .name("gctdb-statd".into())
+        .spawn(move || loop {
+            std::thread::sleep(WATCH_INTERVAL);
+            let still_running = running().is_some_and(|(b, _)| Arc::ptr_eq(&b, &backend));
+            if !still_running {
+                return;
+            }
+            guard("the statd spool flusher", 0, || {
+                backend.flush_statd_spool(&spool)
+            });
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start the statd spool flusher ({e}); `monitor` writes the spool");
     }
 }
 

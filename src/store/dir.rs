@@ -274,6 +274,11 @@ impl Store for DirStore {
             if name.starts_with('.') {
                 continue; // temp files of writes in progress or interrupted by a crash
             }
+            if name == crate::statd_spool::SPOOL_NAME
+                && dirent.file_type().is_ok_and(|t| t.is_dir())
+            {
+                continue; // rpc.statd's callout's spool lives beside the records
+            }
             // Judged by the directory entry first: a FIFO, device or link is never opened.
             match dirent.file_type() {
                 Ok(t) if t.is_file() => {}

@@ -73,6 +73,7 @@ pub fn spool_dir(dir: &Path) -> PathBuf {
 
 pub struct Spool {
     dir: DirStore,
+    path: PathBuf,
 }
 
 /// What a flush did.
@@ -96,6 +97,7 @@ impl Spool {
         }
         Ok(Spool {
             dir: DirStore::open(dir)?,
+            path: dir.to_path_buf(),
         })
     }
 
@@ -187,6 +189,15 @@ impl Spool {
             }
         }
         Ok(out)
+    }
+
+    /// The flushers' lock (one flusher at a time, across processes: the callout's
+    /// detached ones, `monitor`'s, the node's Ganesha); None while another holds it.
+    pub fn try_lock_flusher(&self) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, StoreError> {
+        let path = self.path.join(".flusher.lock");
+        let file = std::fs::File::create(&path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        Ok(nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok())
     }
 
     /// Whether nothing is spooled (an unreadable spool counts as not empty).

@@ -762,6 +762,15 @@ impl Backend {
                 return 0;
             }
         };
+        // Another flusher (a callout's) is at it: it rescans before it leaves.
+        let _held = match s.try_lock_flusher() {
+            Ok(Some(held)) => held,
+            Ok(None) => return 0,
+            Err(e) => {
+                log::warn!("statd spool: {e}");
+                return 0;
+            }
+        };
         let attribute = |client: &str| -> Result<Vec<(String, Vec<u8>)>, String> {
             let ips: Vec<ServerIp> = match &self.cluster {
                 None => vec![ServerIp::Local],

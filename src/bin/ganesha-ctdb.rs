@@ -1050,15 +1050,11 @@ fn spawn_spool_flusher(cli: &Cli) -> std::io::Result<()> {
 fn flush_statd_spool(cli: &Cli, limit: Duration) -> Result<(), String> {
     let dir = statd_spool::spool_dir(&cli.dir);
     let spool = statd_spool::Spool::open(&dir).map_err(|e| e.to_string())?;
-    let lock_path = dir.join(".flusher.lock");
     let deadline = std::time::Instant::now() + limit;
     let mut store = None;
     loop {
-        use nix::fcntl::{Flock, FlockArg};
-        let file = std::fs::File::create(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
         // Another flusher runs: it rescans before it leaves.
-        let Ok(held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+        let Some(held) = spool.try_lock_flusher().map_err(|e| e.to_string())? else {
             return Ok(());
         };
         loop {

@@ -774,21 +774,12 @@ impl Backend {
         let attribute = |client: &str| -> Result<Vec<(String, Vec<u8>)>, String> {
             let ips: Vec<ServerIp> = match &self.cluster {
                 None => vec![ServerIp::Local],
-                Some(c) => {
-                    let held: Vec<ServerIp> = c
-                        .ctdb
+                Some(c) => held_or_local(
+                    &c.ctdb
                         .public_ips()
-                        .map_err(|e| format!("which IPs this node holds: {e}"))?
-                        .into_iter()
-                        .filter(|p| p.holder == Some(c.pnn))
-                        .map(|p| ServerIp::Ip(p.ip))
-                        .collect();
-                    if held.is_empty() {
-                        vec![ServerIp::Local]
-                    } else {
-                        held
-                    }
-                }
+                        .map_err(|e| format!("which IPs this node holds: {e}"))?,
+                    c.pnn,
+                ),
             };
             crate::statd::monitored_writes(&ips, client).map_err(|e| e.to_string())
         };
@@ -908,16 +899,7 @@ impl Backend {
         if let Some(p) = ips.iter().find(|p| names_ip(&owner, &p.ip)) {
             return vec![ServerIp::Ip(p.ip)];
         }
-        let held: Vec<ServerIp> = ips
-            .iter()
-            .filter(|p| p.holder == Some(c.pnn))
-            .map(|p| ServerIp::Ip(p.ip))
-            .collect();
-        if held.is_empty() {
-            vec![ServerIp::Local]
-        } else {
-            held
-        }
+        held_or_local(&ips, c.pnn)
     }
 
     /// An NFSv4.1+ client on Ganesha 4.3/6.x: the public IP(s) whose low 32 bits Ganesha
@@ -1255,6 +1237,20 @@ fn drop_unreclaimed(
         }
     }
     removed
+}
+
+/// The public IPs node `pnn` holds in `ips`, or `local` when it holds none.
+fn held_or_local(ips: &[PublicIp], pnn: u32) -> Vec<ServerIp> {
+    let held: Vec<ServerIp> = ips
+        .iter()
+        .filter(|p| p.holder == Some(pnn))
+        .map(|p| ServerIp::Ip(p.ip))
+        .collect();
+    if held.is_empty() {
+        vec![ServerIp::Local]
+    } else {
+        held
+    }
 }
 
 /// Whether `text` names `ip` as a whole address (10.0.0.1 is not named by 10.0.0.10).

@@ -13,12 +13,12 @@ use ganesha_ctdb_recov::statd;
 use ganesha_ctdb_recov::store::Store;
 use nlm_client::{Lock, NlmClient, NlmStat};
 use serial_test::serial;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use testbed::Cluster;
 
-fn nlm(c: &Cluster, ip: Ipv4Addr, caller: &str) -> NlmClient {
+fn nlm(c: &Cluster, ip: impl Into<IpAddr>, caller: &str) -> NlmClient {
     let ns = c.bridge_ns.clone();
     NlmClient::new(ip.into(), caller, move |addr| {
         nfs4_client::netns::connect(Some(&ns), addr, Duration::from_secs(10))
@@ -28,23 +28,52 @@ fn nlm(c: &Cluster, ip: Ipv4Addr, caller: &str) -> NlmClient {
 #[test]
 #[serial]
 fn an_nlm_client_is_notified_from_the_moved_ip_and_reclaims_its_lock_there() {
+    nlm_failover(false);
+}
+
+/// The same over IPv6: the client reaches an IPv6 public address, node-side statd hands the
+/// callout the IPv6 literal, and the taker's SM_NOTIFY goes from the IPv6 address to the
+/// client's statd over IPv6 (rpcbind version 4 finds it).
+#[test]
+#[serial]
+fn an_nlm_client_of_an_ipv6_address_is_notified_from_it_and_reclaims_there() {
+    nlm_failover(true);
+}
+
+fn nlm_failover(ipv6: bool) {
     let grace = 20;
-    let mut c = ganesha_cluster_with(grace, false, true);
+    let mut c = common::ClusterOpts {
+        grace_period: grace,
+        nlm: true,
+        public_ips6: if ipv6 { 3 } else { 0 },
+        ..common::ClusterOpts::default()
+    }
+    .up();
     let statd = ClientStatd::start(&c);
-    let x = c.public_ips[0];
-    let holders = c.ip_holders(0).unwrap();
+    let family: Vec<IpAddr> = c
+        .all_public_ips()
+        .into_iter()
+        .filter(|ip| ip.is_ipv6() == ipv6)
+        .collect();
+    let x = family[0];
+    let holders = c.all_ip_holders(0).unwrap();
     let a_pnn = holders[&x].unwrap();
     let a = c.node_by_pnn(a_pnn).unwrap();
-    let (y, b_pnn) = c
-        .public_ips
+    let (y, b_pnn) = family
         .iter()
         .find_map(|ip| holders[ip].filter(|h| *h != a_pnn).map(|h| (*ip, h)))
         .unwrap();
     let b = c.node_by_pnn(b_pnn).unwrap();
     let export = c.dir.join("export").display().to_string();
+    // The bridge's own address: where the client's statd is reached.
+    let me = if ipv6 {
+        testbed::cluster::BRIDGE_IP6.to_string()
+    } else {
+        "10.77.1.254".to_string()
+    };
 
-    // Client 1 (the bridge's own address, 10.77.1.254) locks through X once start-up grace is over.
-    let one = nlm(&c, x, "10.77.1.254");
+    // Client 1 locks through X once start-up grace is over.
+    let one = nlm(&c, x, &me);
     let started = Instant::now();
     let root = loop {
         match one.mount(&export) {
@@ -80,7 +109,7 @@ fn an_nlm_client_is_notified_from_the_moved_ip_and_reclaims_its_lock_there() {
     }
     // The callout on A recorded client 1 against the IPs A holds.
     let survivor = b;
-    let key = statd::statd_key(&ServerIp::Ip(x.into()), "10.77.1.254");
+    let key = statd::statd_key(&ServerIp::Ip(x), &me);
     let deadline = Instant::now() + Duration::from_secs(10);
     while store_on(&c, survivor, "ganesha_recovery.tdb")
         .get(&key)

@@ -7,7 +7,7 @@ pub mod single;
 use ganesha_ctdb_recov::ctdb::CtdbTool;
 use ganesha_ctdb_recov::store::ctdb::CtdbStore;
 use nfs4_client::{netns, Client, ClientOptions, NfsStat};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -72,14 +72,14 @@ pub fn v4_keys(c: &Cluster, i: usize) -> Vec<String> {
 
 /// How many of `keys` are filed under server IP `ip` (tags render owners with '/' or '.'
 /// in hex, Ganesha's format, so records are counted by IP).
-pub fn filed_under(keys: &[String], ip: Ipv4Addr) -> usize {
-    let prefix = format!("v4@{ip}@");
+pub fn filed_under(keys: &[String], ip: impl Into<IpAddr>) -> usize {
+    let prefix = format!("v4@{}@", ip.into());
     keys.iter().filter(|k| k.starts_with(&prefix)).count()
 }
 
 /// Owner strings (co_ownerid) as real clients send them.
 pub mod owners {
-    use std::net::Ipv4Addr;
+    use std::net::IpAddr;
 
     /// Linux NFSv4.1/4.2: the uniform client string, "Linux NFSv4.<minor> <nodename>"; it
     /// never names the server address.
@@ -88,8 +88,8 @@ pub mod owners {
     }
 
     /// Linux NFSv4.0 (nonuniform string): "Linux NFSv4.0 <nodename>/<server-addr>".
-    pub fn linux_v40(host: &str, server: Ipv4Addr) -> String {
-        format!("Linux NFSv4.0 {host}/{server}")
+    pub fn linux_v40(host: &str, server: impl Into<IpAddr>) -> String {
+        format!("Linux NFSv4.0 {host}/{}", server.into())
     }
 
     /// An NFSv4.0 owner that names no server address (libnfs's shape).
@@ -124,6 +124,8 @@ pub struct ClusterOpts {
     pub stock: bool,
     pub nlm: bool,
     pub public_ips: usize,
+    /// IPv6 public addresses besides the IPv4 ones (testbed::ClusterSpec::public_ips6).
+    pub public_ips6: usize,
     pub nodes: usize,
     /// Debian release whose ctdb and Ganesha run the nodes (scripts/chroots.sh): None for
     /// this machine's (Debian 12), Some("trixie") for Debian 13's ctdb 4.22 and Ganesha 6.5.
@@ -140,6 +142,7 @@ impl Default for ClusterOpts {
             stock: false,
             nlm: false,
             public_ips: 3,
+            public_ips6: 0,
             nodes: 3,
             debian: None,
             supervise: None,
@@ -178,6 +181,7 @@ impl ClusterOpts {
             stock,
             nlm,
             public_ips,
+            public_ips6,
             nodes,
             debian,
             supervise,
@@ -189,6 +193,7 @@ impl ClusterOpts {
             "build first: cargo build --workspace --all-targets"
         );
         let mut spec = ClusterSpec::new(nodes, public_ips);
+        spec.public_ips6 = public_ips6;
         let mut g = GaneshaSpec::new(
             target.clone(),
             if stock {
@@ -237,9 +242,9 @@ impl ClusterOpts {
     }
 }
 
-pub fn client(c: &Cluster, ip: Ipv4Addr, minor: u32, owner: &str) -> Client {
+pub fn client(c: &Cluster, ip: impl Into<IpAddr>, minor: u32, owner: &str) -> Client {
     let ns = c.bridge_ns.clone();
-    let addr = SocketAddr::from((ip, 2049));
+    let addr = SocketAddr::from((ip.into(), 2049));
     Client::new(ClientOptions::new(minor, owner), move || {
         netns::connect(Some(&ns), addr, Duration::from_secs(20))
     })
@@ -307,7 +312,8 @@ impl ClientStatd {
     }
 
     /// How many SM_NOTIFYs from `ip` this statd has logged.
-    pub fn notifies_from(&self, ip: Ipv4Addr) -> usize {
+    pub fn notifies_from(&self, ip: impl Into<IpAddr>) -> usize {
+        let ip = ip.into();
         let want = format!("Received SM_NOTIFY from {ip}");
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
@@ -317,12 +323,13 @@ impl ClientStatd {
     }
 
     /// Waits (40 s at most) until this statd logged an SM_NOTIFY from `ip`.
-    pub fn wait_notified_from(&self, ip: Ipv4Addr, c: &Cluster) {
+    pub fn wait_notified_from(&self, ip: impl Into<IpAddr>, c: &Cluster) {
         self.wait_more_notifies(ip, 0, c);
     }
 
     /// Waits (40 s at most) until this statd logged more than `before` SM_NOTIFYs from `ip`.
-    pub fn wait_more_notifies(&self, ip: Ipv4Addr, before: usize, c: &Cluster) {
+    pub fn wait_more_notifies(&self, ip: impl Into<IpAddr>, before: usize, c: &Cluster) {
+        let ip = ip.into();
         let want = format!("more than {before} SM_NOTIFY from {ip}");
         let deadline = Instant::now() + Duration::from_secs(40);
         while self.notifies_from(ip) <= before {

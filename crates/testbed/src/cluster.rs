@@ -6,7 +6,7 @@ use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -64,6 +64,9 @@ impl GaneshaSpec {
 pub struct ClusterSpec {
     pub nodes: usize,
     pub public_ips: usize,
+    /// IPv6 public addresses besides the IPv4 ones (fd00:77:1::1, ::2, ...), moved by
+    /// CTDB's 10.interface like the others and reachable from the bridge namespace.
+    pub public_ips6: usize,
     pub ganesha: Option<GaneshaSpec>,
     /// The `ganesha-ctdb` binary: when set, each node gets the 60.ganesha-ctdb event
     /// script (ganesha-conf/) enabled, calling it.
@@ -85,6 +88,7 @@ impl ClusterSpec {
         ClusterSpec {
             nodes,
             public_ips,
+            public_ips6: 0,
             ganesha: None,
             ganesha_ctdb_bin: None,
             event_script: None,
@@ -230,6 +234,8 @@ pub struct Cluster {
     pub bridge_ns: String,
     pub nodes: Vec<Node>,
     pub public_ips: Vec<Ipv4Addr>,
+    /// ClusterSpec::public_ips6 of them.
+    pub public_ips6: Vec<Ipv6Addr>,
     namespaces: Vec<String>,
 }
 
@@ -248,6 +254,45 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 fn ip(args: &[&str]) -> Result<()> {
     run(Command::new("ip").args(args))
+}
+
+/// rpc.statd as Debian runs it: nfs-common makes user statd own /var/lib/nfs/sm, and statd
+/// drops to the owner of its `sm` directory (no capabilities left), running its callout so.
+/// The node's statd directory is given the same owner, and the cluster directory lets that
+/// user through to the node's statd spool. Where this machine's sm is root's, nothing.
+fn statd_as_debian_runs_it(cluster: &Path, node: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(sm) = fs::metadata("/var/lib/nfs/sm") else {
+        return Ok(());
+    };
+    if sm.uid() == 0 {
+        return Ok(());
+    }
+    for d in ["statd", "statd/sm", "statd/sm.bak"] {
+        let p = node.join(d);
+        std::os::unix::fs::chown(&p, Some(sm.uid()), Some(sm.gid()))
+            .map_err(|e| format!("chown {}: {e}", p.display()))?;
+    }
+    for d in [cluster, node] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o711))
+            .map_err(|e| format!("chmod {}: {e}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// The bridge namespace's IPv6 address: the clients' source address towards IPv6 public
+/// addresses.
+pub const BRIDGE_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x77, 1, 0, 0, 0, 0, 0xfe);
+
+/// Duplicate address detection off on `dev` in `ns` (and for addresses added later).
+fn no_dad(ns: &str, dev: &str) -> Result<()> {
+    for key in [
+        format!("net.ipv6.conf.{dev}.accept_dad=0"),
+        format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+    ] {
+        run(Command::new("ip").args(["netns", "exec", ns, "sysctl", "-qw", &key]))?;
+    }
+    Ok(())
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
@@ -297,10 +342,16 @@ impl Cluster {
     /// Builds the namespaces and configuration and starts every ctdbd (and Ganesha, if
     /// specified); returns once all nodes are healthy and every public IP has a holder.
     pub fn up(spec: ClusterSpec) -> Result<Cluster> {
-        if spec.nodes == 0 || spec.nodes > 8 || spec.public_ips == 0 || spec.public_ips > 16 {
+        if spec.nodes == 0
+            || spec.nodes > 8
+            || spec.public_ips == 0
+            || spec.public_ips > 16
+            || spec.public_ips6 > 16
+        {
             return Err(format!(
-                "cluster of {} node(s) and {} public IP(s): want 1-8 nodes, 1-16 IPs",
-                spec.nodes, spec.public_ips
+                "cluster of {} node(s), {} IPv4 and {} IPv6 public IP(s): want 1-8 nodes, \
+                 1-16 IPv4 and 0-16 IPv6 IPs",
+                spec.nodes, spec.public_ips, spec.public_ips6
             ));
         }
         let work = tempfile::Builder::new()
@@ -314,6 +365,9 @@ impl Cluster {
             nodes: Vec::new(),
             public_ips: (1..=spec.public_ips as u8)
                 .map(|i| Ipv4Addr::new(10, 77, 1, i))
+                .collect(),
+            public_ips6: (1..=spec.public_ips6 as u16)
+                .map(|i| Ipv6Addr::new(0xfd00, 0x77, 1, 0, 0, 0, 0, i))
                 .collect(),
             namespaces: Vec::new(),
             id,
@@ -362,6 +416,21 @@ impl Cluster {
         ip(&["-n", &br, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &br, "addr", "add", "10.77.0.254/24", "dev", "br0"])?;
         ip(&["-n", &br, "addr", "add", "10.77.1.254/24", "dev", "br0"])?;
+        if !self.public_ips6.is_empty() {
+            // No duplicate address detection: an address is usable at once (CTDB's
+            // 10.interface adds the public ones; tests connect right after a takeover).
+            no_dad(&br, "br0")?;
+            ip(&[
+                "-n",
+                &br,
+                "addr",
+                "add",
+                &format!("{BRIDGE_IP6}/64"),
+                "dev",
+                "br0",
+                "nodad",
+            ])?;
+        }
         ip(&["-n", &br, "link", "set", "br0", "up"])?;
         let shared = self.dir.join("shared/.ctdb");
         mkdir(&shared)?;
@@ -373,6 +442,7 @@ impl Cluster {
             .public_ips
             .iter()
             .map(|a| format!("{a}/24 eth0\n"))
+            .chain(self.public_ips6.iter().map(|a| format!("{a}/64 eth0\n")))
             .collect();
         for i in 1..=self.spec.nodes {
             let name = format!("n{i}");
@@ -397,6 +467,9 @@ impl Cluster {
                 "dev",
                 "eth0",
             ])?;
+            if !self.public_ips6.is_empty() {
+                no_dad(&ns, "eth0")?;
+            }
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
             for d in [
                 "etc/events/legacy",
@@ -581,8 +654,20 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
         Err(last)
     }
 
-    /// Public IP -> holder pnn (None: unassigned), asked of node `via`.
+    /// IPv4 public IP -> holder pnn (None: unassigned), asked of node `via`.
     pub fn ip_holders(&self, via: usize) -> Result<BTreeMap<Ipv4Addr, Option<u32>>> {
+        Ok(self
+            .all_ip_holders(via)?
+            .into_iter()
+            .filter_map(|(ip, h)| match ip {
+                IpAddr::V4(v4) => Some((v4, h)),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// Every public IP (IPv4 and IPv6) -> holder pnn (None: unassigned), asked of `via`.
+    pub fn all_ip_holders(&self, via: usize) -> Result<BTreeMap<IpAddr, Option<u32>>> {
         let out = self.nodes[via].ctdb(&["-X", "ip", "all"])?;
         let mut m = BTreeMap::new();
         for line in out.lines().skip(1) {
@@ -603,8 +688,17 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
         Ok(m)
     }
 
-    pub fn holder(&self, ip: Ipv4Addr, via: usize) -> Result<Option<u32>> {
-        Ok(self.ip_holders(via)?.get(&ip).copied().flatten())
+    pub fn holder(&self, ip: impl Into<IpAddr>, via: usize) -> Result<Option<u32>> {
+        Ok(self.all_ip_holders(via)?.get(&ip.into()).copied().flatten())
+    }
+
+    /// Every public IP, IPv4 first.
+    pub fn all_public_ips(&self) -> Vec<IpAddr> {
+        self.public_ips
+            .iter()
+            .map(|a| IpAddr::V4(*a))
+            .chain(self.public_ips6.iter().map(|a| IpAddr::V6(*a)))
+            .collect()
     }
 
     /// Waits until every running node is healthy and every public IP has a holder among
@@ -617,7 +711,8 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
     /// enough (CTDB does not undo an operator's `ctdb moveip`, so after one it may not).
     pub fn wait_settled(&mut self, limit: Duration, spread: bool) -> Result<()> {
         let deadline = Instant::now() + limit;
-        let mut stable_since: Option<(Instant, BTreeMap<Ipv4Addr, Option<u32>>)> = None;
+        let mut stable_since: Option<(Instant, BTreeMap<IpAddr, Option<u32>>)> = None;
+        let public = self.public_ips.len() + self.public_ips6.len();
         let running: Vec<usize> = (0..self.nodes.len())
             .filter(|i| self.nodes[*i].ctdbd_running())
             .collect();
@@ -630,7 +725,7 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
                     tail(&n.ctdb_log(), 20)
                 ));
             }
-            let ok = (|| -> Result<Option<BTreeMap<Ipv4Addr, Option<u32>>>> {
+            let ok = (|| -> Result<Option<BTreeMap<IpAddr, Option<u32>>>> {
                 let st = self.status()?;
                 let healthy = running
                     .iter()
@@ -638,12 +733,11 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
                 if !healthy {
                     return Ok(None);
                 }
-                let holders = self.ip_holders(running[0])?;
-                let all =
-                    holders.values().all(|h| h.is_some()) && holders.len() == self.public_ips.len();
+                let holders = self.all_ip_holders(running[0])?;
+                let all = holders.values().all(|h| h.is_some()) && holders.len() == public;
                 // With as many IPs as nodes, CTDB gives every healthy node one.
                 let spread = !spread
-                    || self.public_ips.len() < running.len()
+                    || public < running.len()
                     || running
                         .iter()
                         .all(|i| holders.values().any(|h| *h == Some(self.nodes[*i].pnn)));
@@ -663,7 +757,7 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
         Err(format!(
             "cluster not healthy within {limit:?}: status {:?}, ips {:?}\n{}",
             self.status(),
-            self.ip_holders(0),
+            self.all_ip_holders(0),
             self.nodes
                 .iter()
                 .map(|n| format!("--- {} log.ctdb tail:\n{}", n.name, tail(&n.ctdb_log(), 15)))
@@ -795,6 +889,7 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
                 // rpcbind and statd need /run of their own: a private mount namespace.
                 mkdir(&n.base.join("statd/sm"))?;
                 mkdir(&n.base.join("statd/sm.bak"))?;
+                statd_as_debian_runs_it(&self.dir, &n.base)?;
                 cmd.args([
                     "netns",
                     "exec",
@@ -981,11 +1076,12 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
     /// Waits until `ip` is held by a node other than `not` (after a failover).
     pub fn wait_ip_moved(
         &self,
-        ip: Ipv4Addr,
+        ip: impl Into<IpAddr>,
         not: u32,
         via: usize,
         limit: Duration,
     ) -> Result<u32> {
+        let ip = ip.into();
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(h)) = self.holder(ip, via) {

@@ -999,6 +999,15 @@ fn add_client_spooled(cli: &Cli, client: &str) -> Result<(), String> {
 /// node's Ganesha within a second; `monitor`). `why`: what the direct way said.
 fn spool_by_name(cli: &Cli, client: &str, why: &str) -> Result<(), String> {
     statd::check_client_name(client).map_err(|e| e.to_string())?;
+    if cli.store != "ctdb" {
+        // One node, no takeover to notify for (statd itself notifies its hosts when this
+        // node restarts), and no flusher: nothing to keep.
+        eprintln!(
+            "ganesha-ctdb: statd-callout: {client:?} not recorded ({why}); a single node \
+             needs no record"
+        );
+        return Ok(());
+    }
     let dir = statd_spool::spool_dir(&cli.dir);
     let spool = statd_spool::Spool::open(&dir).map_err(|e| {
         format!(

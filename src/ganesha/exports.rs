@@ -206,13 +206,13 @@ extern "C" fn recovery_init() -> c_int {
                     None => {}
                 }
                 publish_facts(backend.clone(), config.summary(), layout.name);
-                spawn_statd_spool_flusher(backend.clone(), &config.dir);
                 let cluster = backend.is_cluster();
                 *RUNNING.write().unwrap_or_else(|e| e.into_inner()) = Some(Running {
                     backend: backend.clone(),
                     layout,
                 });
                 if cluster {
+                    spawn_statd_spool_flusher(backend.clone(), &config.dir);
                     spawn_progress_publisher(backend.clone());
                     spawn_membership_poll(backend.clone());
                     spawn_watcher(backend);
@@ -754,9 +754,11 @@ fn spawn_progress_publisher(backend: Arc<Backend>) {
     }
 }
 
-/// Records the NLM hosts rpc.statd's callout spooled (src/statd_spool.rs: on Debian the
-/// callout runs as user statd and cannot write them), once a second, on a thread of its
-/// own (a write may wait out a CTDB recovery). Creates the spool for statd's user first.
+/// In a cluster: records the NLM hosts rpc.statd's callout spooled (src/statd_spool.rs: on
+/// Debian the callout runs as user statd and cannot write them), once a second, on a
+/// thread of its own (a write may wait out a CTDB recovery). Creates the spool for statd's
+/// user first. A single node needs no records (no takeover; statd notifies its hosts
+/// itself at a restart).
 fn spawn_statd_spool_flusher(backend: Arc<Backend>, dir: &std::path::Path) {
     let spool = crate::statd_spool::spool_dir(dir);
     let owner = crate::statd_spool::statd_owner(std::path::Path::new("/etc"));

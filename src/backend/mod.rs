@@ -173,6 +173,7 @@ struct GraceWrites {
 }
 
 /// This node in a CTDB cluster: who it is and how to ask ctdbd about IPs and members.
+#[derive(Clone)]
 pub struct ClusterNode {
     pub pnn: u32,
     pub ctdb: Arc<dyn CtdbApi>,
@@ -234,6 +235,8 @@ pub struct Backend {
     /// The watcher's last read of the grace records failed (a CTDB recovery froze the
     /// database): a takeover run is likely to follow (wants_to_rearm).
     grace_read_failed: std::sync::atomic::AtomicBool,
+    /// The statd spool (set_statd_spool).
+    statd_spool: Mutex<Option<std::path::PathBuf>>,
     /// Client records the store could not take yet (D1 under faults).
     pending: Arc<Pending>,
     /// How the NSM notifications of this grace period went, per IP (published.rs).
@@ -416,6 +419,7 @@ impl Backend {
             ganesha_grace_period: Mutex::new(None),
             ctdbd_instance: Mutex::new(None),
             grace_read_failed: std::sync::atomic::AtomicBool::new(false),
+            statd_spool: Mutex::new(None),
             nlm_progress: Arc::new(Mutex::new(BTreeMap::new())),
             progress_published: Mutex::new(None),
             wall_anchor: published::WallAnchor::now(),
@@ -658,9 +662,21 @@ impl Backend {
         self.nlm_progress_started(ip);
         let progress = self.nlm_progress.clone();
         let host = crate::config::hostname().unwrap_or_default();
+        let spool = self
+            .statd_spool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let cluster = self.cluster.clone();
         let spawned = std::thread::Builder::new()
             .name("gctdb-nsm".into())
             .spawn(move || {
+                // A host first monitored just before this Ganesha died is still in the
+                // spool (an unprivileged callout's, flushed once a second): record it first
+                // (torture_short, seed 3 step 1: a crash 0.23 s after the first NLM lock).
+                if let Some(spool) = &spool {
+                    flush_statd_spool(spool, store.as_ref(), cluster.as_ref());
+                }
                 // Right after a takeover ctdbd may still be recovering and answer slowly:
                 // reading the records is retried for about a minute before giving up.
                 let mut delay = std::time::Duration::from_millis(500);
@@ -747,61 +763,16 @@ impl Backend {
 
     /// Writes what rpc.statd's callout spooled under `spool` (src/statd_spool.rs: an
     /// unprivileged callout can only spool a host's name) to the records store, attributed
-    /// to the public IPs this node holds now (`local` without CTDB, or while it holds
-    /// none); an entry is left while ctdbd cannot say which IPs those are. Returns how
-    /// many entries were written.
+    /// to the public IPs this node holds now (`local` while it holds none); an entry is
+    /// left while ctdbd cannot say which IPs those are. Returns how many were written.
     pub fn flush_statd_spool(&self, spool: &std::path::Path) -> usize {
-        if !spool.is_dir() {
-            return 0;
-        }
-        let s = match crate::statd_spool::Spool::open(spool) {
-            Ok(s) if !s.is_empty() => s,
-            Ok(_) => return 0,
-            Err(e) => {
-                log::warn!("statd spool: {e}");
-                return 0;
-            }
-        };
-        // Another flusher (a callout's) is at it: it rescans before it leaves.
-        let _held = match s.try_lock_flusher() {
-            Ok(Some(held)) => held,
-            Ok(None) => return 0,
-            Err(e) => {
-                log::warn!("statd spool: {e}");
-                return 0;
-            }
-        };
-        let attribute = |client: &str| -> Result<Vec<(String, Vec<u8>)>, String> {
-            let ips: Vec<ServerIp> = match &self.cluster {
-                None => vec![ServerIp::Local],
-                Some(c) => held_or_local(
-                    &c.ctdb
-                        .public_ips()
-                        .map_err(|e| format!("which IPs this node holds: {e}"))?,
-                    c.pnn,
-                ),
-            };
-            crate::statd::monitored_writes(&ips, client).map_err(|e| e.to_string())
-        };
-        match s.flush(
-            self.store.as_ref(),
-            std::time::SystemTime::now(),
-            &attribute,
-        ) {
-            Ok(f) => {
-                if f.written > 0 {
-                    log::info!(
-                        "statd spool: recorded {} NLM host(s) rpc.statd's callout spooled",
-                        f.written
-                    );
-                }
-                f.written
-            }
-            Err(e) => {
-                log::warn!("statd spool: {e}");
-                0
-            }
-        }
+        flush_statd_spool(spool, self.store.as_ref(), self.cluster.as_ref())
+    }
+
+    /// Where the statd spool is (set in a cluster): a restart or takeover flushes it before
+    /// it notifies the NLM hosts, so that a host spooled just before a crash is notified.
+    pub fn set_statd_spool(&self, spool: std::path::PathBuf) {
+        *self.statd_spool.lock().unwrap_or_else(|e| e.into_inner()) = Some(spool);
     }
 
     /// The public IP list, reused for IP_LIST_TTL (see `ip_list`).
@@ -1237,6 +1208,61 @@ fn drop_unreclaimed(
         }
     }
     removed
+}
+
+/// Backend::flush_statd_spool for a thread that holds only the pieces.
+fn flush_statd_spool(
+    spool: &std::path::Path,
+    store: &dyn Store,
+    cluster: Option<&ClusterNode>,
+) -> usize {
+    if !spool.is_dir() {
+        return 0;
+    }
+    let s = match crate::statd_spool::Spool::open(spool) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return 0,
+        Err(e) => {
+            log::warn!("statd spool: {e}");
+            return 0;
+        }
+    };
+    // Another flusher (a callout's) is at it: it rescans before it leaves.
+    let _held = match s.try_lock_flusher() {
+        Ok(Some(held)) => held,
+        Ok(None) => return 0,
+        Err(e) => {
+            log::warn!("statd spool: {e}");
+            return 0;
+        }
+    };
+    let attribute = |client: &str| -> Result<Vec<(String, Vec<u8>)>, String> {
+        let ips: Vec<ServerIp> = match cluster {
+            None => vec![ServerIp::Local],
+            Some(c) => held_or_local(
+                &c.ctdb
+                    .public_ips()
+                    .map_err(|e| format!("which IPs this node holds: {e}"))?,
+                c.pnn,
+            ),
+        };
+        crate::statd::monitored_writes(&ips, client).map_err(|e| e.to_string())
+    };
+    match s.flush(store, std::time::SystemTime::now(), &attribute) {
+        Ok(f) => {
+            if f.written > 0 {
+                log::info!(
+                    "statd spool: recorded {} NLM host(s) rpc.statd's callout spooled",
+                    f.written
+                );
+            }
+            f.written
+        }
+        Err(e) => {
+            log::warn!("statd spool: {e}");
+            0
+        }
+    }
 }
 
 /// The public IPs node `pnn` holds in `ips`, or `local` when it holds none.

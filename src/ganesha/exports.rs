@@ -761,6 +761,7 @@ fn spawn_progress_publisher(backend: Arc<Backend>) {
 /// itself at a restart).
 fn spawn_statd_spool_flusher(backend: Arc<Backend>, dir: &std::path::Path) {
     let spool = crate::statd_spool::spool_dir(dir);
+    backend.set_statd_spool(spool.clone());
     let owner = crate::statd_spool::statd_owner(std::path::Path::new("/etc"));
     if let Err(e) = crate::statd_spool::ensure_dir(&spool, owner) {
         log::warn!("{e}: rpc.statd's callout cannot spool NLM hosts when it runs unprivileged");

@@ -674,8 +674,15 @@ impl Backend {
                 // A host first monitored just before this Ganesha died is still in the
                 // spool (an unprivileged callout's, flushed once a second): record it first
                 // (torture_short, seed 3 step 1: a crash 0.23 s after the first NLM lock).
+                // The periodic flusher may be writing it this moment: wait for it (bounded)
+                // rather than read the records before it is done.
                 if let Some(spool) = &spool {
-                    flush_statd_spool(spool, store.as_ref(), cluster.as_ref());
+                    flush_statd_spool(
+                        spool,
+                        store.as_ref(),
+                        cluster.as_ref(),
+                        Some(std::time::Duration::from_secs(3)),
+                    );
                 }
                 // Right after a takeover ctdbd may still be recovering and answer slowly:
                 // reading the records is retried for about a minute before giving up.
@@ -765,8 +772,15 @@ impl Backend {
     /// unprivileged callout can only spool a host's name) to the records store, attributed
     /// to the public IPs this node holds now (`local` while it holds none); an entry is
     /// left while ctdbd cannot say which IPs those are. Returns how many were written.
-    pub fn flush_statd_spool(&self, spool: &std::path::Path) -> usize {
-        flush_statd_spool(spool, self.store.as_ref(), self.cluster.as_ref())
+    pub fn flush_statd_spool(&self) -> usize {
+        let spool = self
+            .statd_spool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        spool.map_or(0, |spool| {
+            flush_statd_spool(&spool, self.store.as_ref(), self.cluster.as_ref(), None)
+        })
     }
 
     /// Where the statd spool is (set in a cluster): a restart or takeover flushes it before
@@ -1210,11 +1224,13 @@ fn drop_unreclaimed(
     removed
 }
 
-/// Backend::flush_statd_spool for a thread that holds only the pieces.
+/// Backend::flush_statd_spool for a thread that holds only the pieces. `wait`: how long
+/// to wait for another flusher to finish before going on (None: leave it to that one).
 fn flush_statd_spool(
     spool: &std::path::Path,
     store: &dyn Store,
     cluster: Option<&ClusterNode>,
+    wait: Option<Duration>,
 ) -> usize {
     if !spool.is_dir() {
         return 0;
@@ -1227,13 +1243,17 @@ fn flush_statd_spool(
             return 0;
         }
     };
-    // Another flusher (a callout's) is at it: it rescans before it leaves.
-    let _held = match s.try_lock_flusher() {
-        Ok(Some(held)) => held,
-        Ok(None) => return 0,
-        Err(e) => {
-            log::warn!("statd spool: {e}");
-            return 0;
+    // Another flusher is at it: it rescans before it leaves; or wait for it.
+    let deadline = Instant::now() + wait.unwrap_or_default();
+    let _held = loop {
+        match s.try_lock_flusher() {
+            Ok(Some(held)) => break held,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => return 0,
+            Err(e) => {
+                log::warn!("statd spool: {e}");
+                return 0;
+            }
         }
     };
     let attribute = |client: &str| -> Result<Vec<(String, Vec<u8>)>, String> {

@@ -739,19 +739,33 @@ fn spawn_watcher(backend: Arc<Backend>) {
 /// must join the cluster grace meanwhile (torture seed 7, step 2: with the write on the
 /// watcher the others entered grace 10 s after CTDB declared the node dead).
 fn spawn_progress_publisher(backend: Arc<Backend>) {
-    let spawned = std::thread::Builder::new()
-        .name("gctdb-progress".into())
+    every_second(backend, "gctdb-progress", "the progress publisher", |b| {
+        b.publish_progress()
+    })
+    .unwrap_or_else(|e| {
+        log::warn!("cannot start the progress publisher ({e}); `status` shows less")
+    });
+}
+
+/// A thread `name` that runs `work` on `backend` every WATCH_INTERVAL until this backend
+/// is no longer the running one; a panic in `work` is logged as `what`'s.
+fn every_second(
+    backend: Arc<Backend>,
+    name: &str,
+    what: &'static str,
+    work: impl Fn(&Backend) + Send + 'static,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
         .spawn(move || loop {
             std::thread::sleep(WATCH_INTERVAL);
             let still_running = running().is_some_and(|(b, _)| Arc::ptr_eq(&b, &backend));
             if !still_running {
                 return;
             }
-            super::guard("the progress publisher", (), || backend.publish_progress());
-        });
-    if let Err(e) = spawned {
-        log::warn!("cannot start the progress publisher ({e}); `status` shows less");
-    }
+            guard(what, (), || work(&backend));
+        })
+        .map(|_| ())
 }
 
 /// In a cluster: records the NLM hosts rpc.statd's callout spooled (src/statd_spool.rs: on
@@ -761,26 +775,17 @@ fn spawn_progress_publisher(backend: Arc<Backend>) {
 /// itself at a restart).
 fn spawn_statd_spool_flusher(backend: Arc<Backend>, dir: &std::path::Path) {
     let spool = crate::statd_spool::spool_dir(dir);
-    backend.set_statd_spool(spool.clone());
     let owner = crate::statd_spool::statd_owner(std::path::Path::new("/etc"));
     if let Err(e) = crate::statd_spool::ensure_dir(&spool, owner) {
         log::warn!("{e}: rpc.statd's callout cannot spool NLM hosts when it runs unprivileged");
     }
-    let spawned = std::thread::Builder::new()
-        .name("gctdb-statd".into())
-        .spawn(move || loop {
-            std::thread::sleep(WATCH_INTERVAL);
-            let still_running = running().is_some_and(|(b, _)| Arc::ptr_eq(&b, &backend));
-            if !still_running {
-                return;
-            }
-            guard("the statd spool flusher", 0, || {
-                backend.flush_statd_spool(&spool)
-            });
-        });
-    if let Err(e) = spawned {
-        log::warn!("cannot start the statd spool flusher ({e}); `monitor` writes the spool");
-    }
+    backend.set_statd_spool(spool);
+    every_second(backend, "gctdb-statd", "the statd spool flusher", |b| {
+        b.flush_statd_spool();
+    })
+    .unwrap_or_else(|e| {
+        log::warn!("cannot start the statd spool flusher ({e}); `monitor` writes the spool")
+    });
 }
 
 /// What `ganesha-ctdb check` compares between nodes (src/facts.rs), on a thread of its own:

@@ -73,6 +73,20 @@ fn status(s: &Server) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Waits (5 s at most) until `status` shows every one of `needles`: it reads what the
+/// node publishes once a second.
+fn status_shows(s: &Server, needles: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = status(s);
+        if needles.iter().all(|n| st.contains(n)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "want {needles:?}:\n{st}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn crit_lines(s: &Server, needle: &str) -> usize {
     s.log()
         .lines()
@@ -136,21 +150,17 @@ fn a_full_or_read_only_store_loses_no_client() {
         "one CRIT line:\n{}",
         s.log()
     );
-    let st = status(&s);
-    assert!(
-        st.contains("pending, the oldest for") && st.contains("No space left on device"),
-        "{st}"
-    );
+    status_shows(&s, &["pending, the oldest for", "No space left on device"]);
     fs.free();
     let took = wait_records(&s, 30, Duration::from_secs(10));
     eprintln!("disk full: 30/30 records stored {took:?} after space returned");
     assert!(s.log().contains("store fault cleared"), "{}", s.log());
-    assert!(status(&s).contains("Records pending durability: none"));
+    status_shows(&s, &["Records pending durability: none"]);
 
     fs.remount("ro");
     clients.extend((30..40).map(|i| connect_and_lock(&s, i)));
     assert_eq!(s.records().len(), 30);
-    assert!(status(&s).contains("10 pending"), "{}", status(&s));
+    status_shows(&s, &["10 pending"]);
     fs.remount("rw");
     let took = wait_records(&s, 40, Duration::from_secs(10));
     eprintln!("read-only store: 10/10 records stored {took:?} after the remount");

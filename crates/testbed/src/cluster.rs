@@ -333,9 +333,9 @@ fn mkdir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| format!("mkdir {}: {e}", path.display()))
 }
 
-/// ctdbd's MonitorInterval (s) while a cluster with Ganesha comes up. A bring-up slowed by
-/// other clusters on the machine can still meet CTDB's early monitor runs before Ganesha
-/// starts (seen with two torture runs at once): run cluster suites alone.
+/// ctdbd's MonitorInterval (s) while a cluster with Ganesha comes up: the cap of CTDB's
+/// doubling monitor interval (2, 4, 8, ... s after start-up; 5, 10, ... after a health
+/// change), so that the bring-up is not spent in monitor events.
 const BRING_UP_MONITOR_INTERVAL: u32 = 60;
 
 impl Cluster {
@@ -379,8 +379,12 @@ impl Cluster {
         for i in 0..c.nodes.len() {
             c.start_ctdbd(i)?;
         }
-        c.wait_healthy(Duration::from_secs(90))?;
         if c.spec.ganesha.is_some() {
+            // As systemd starts a node: ctdbd and Ganesha side by side. Waiting for health
+            // first would wait for ever once CTDB ran two monitor events before Ganesha
+            // (the event script then reports the node unhealthy, as it must; CTDB runs
+            // them early after each recovery of the bring-up).
+            c.wait_joined(Duration::from_secs(90))?;
             // All at once, as a cluster starts: a starting Ganesha waits (grace_enforcing)
             // until the other nodes enforce the grace it needs.
             for i in 0..c.nodes.len() {
@@ -389,6 +393,7 @@ impl Cluster {
             for i in 0..c.nodes.len() {
                 c.wait_ganesha(i)?;
             }
+            c.wait_healthy(Duration::from_secs(90))?;
             // Nodes starting together hold each other in grace for a reaper tick or two
             // (NLM: for Grace_Period); tests start from a cluster that grants.
             let deadline = Instant::now() + Duration::from_secs(90);
@@ -404,6 +409,8 @@ impl Cluster {
             for n in &c.nodes {
                 n.ctdb(&["setvar", "MonitorInterval", "15"])?;
             }
+        } else {
+            c.wait_healthy(Duration::from_secs(90))?;
         }
         Ok(c)
     }
@@ -631,18 +638,33 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
 
     /// `ctdb -X status` from the first node whose daemon answers: pnn -> flags all clear.
     pub fn status(&self) -> Result<BTreeMap<u32, bool>> {
+        self.nodes_without(&[])
+    }
+
+    /// pnn -> no flag of `ctdb -X status` set but those in `allowed` (column names, e.g.
+    /// "Unhealthy"); the columns are found by name, as they moved between CTDB versions.
+    fn nodes_without(&self, allowed: &[&str]) -> Result<BTreeMap<u32, bool>> {
         let mut last = String::from("no node answered");
         for n in &self.nodes {
             match n.ctdb(&["-X", "status"]) {
                 Ok(out) => {
+                    let mut lines = out.lines();
+                    let header: Vec<&str> = lines.next().unwrap_or("").split('|').collect();
+                    let col = |name: &str| header.iter().position(|h| *h == name);
+                    let (Some(pnn_col), Some(first), Some(last_flag)) =
+                        (col("Node"), col("Disconnected"), col("PartiallyOnline"))
+                    else {
+                        return Err(format!("ctdb -X status: unknown header {header:?}"));
+                    };
                     let mut m = BTreeMap::new();
-                    for line in out.lines().skip(1) {
+                    for line in lines {
                         let f: Vec<&str> = line.split('|').collect();
-                        if f.len() < 11 {
+                        if f.len() != header.len() {
                             continue;
                         }
-                        let ok = f[3..11].iter().all(|x| *x == "0");
-                        if let Ok(pnn) = f[1].parse() {
+                        let ok = (first..=last_flag)
+                            .all(|c| f[c] == "0" || allowed.contains(&header[c]));
+                        if let Ok(pnn) = f[pnn_col].parse() {
                             m.insert(pnn, ok);
                         }
                     }
@@ -652,6 +674,34 @@ exec unshare --uts -- $ENTER sh -c 'hostname "$0" && exec /usr/sbin/ctdbd -i' "$
             }
         }
         Err(last)
+    }
+
+    /// Waits until every running ctdbd is connected and in the cluster, healthy or not
+    /// (without Ganesha the event script reports a node unhealthy: it must not hold IPs).
+    pub fn wait_joined(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        let running: Vec<u32> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.ctdbd_running().then_some(n.pnn))
+            .collect();
+        let mut last = Ok(BTreeMap::new());
+        while Instant::now() < deadline {
+            last = self.nodes_without(&["Unhealthy", "PartiallyOnline"]);
+            if let Ok(m) = &last {
+                if running.iter().all(|p| m.get(p).copied().unwrap_or(false)) {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Err(format!(
+            "ctdbd nodes not joined within {limit:?}: {last:?}\n{}",
+            self.nodes
+                .iter()
+                .map(|n| format!("--- {} log.ctdb tail:\n{}", n.name, tail(&n.ctdb_log(), 15)))
+                .collect::<String>()
+        ))
     }
 
     /// IPv4 public IP -> holder pnn (None: unassigned), asked of node `via`.

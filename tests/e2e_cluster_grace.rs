@@ -11,8 +11,9 @@
 //! CTDB 4.17's callout sends, client 2 is granted the lock client 1 is about to reclaim.
 //! NFSv4.0 and NFSv4.1 each (planned moves: tests/e2e_cluster_release.rs).
 //!
-//! Also: grace lifts cluster-wide within about a reaper tick after the last NFSv4.1 reclaim,
-//! and a node killed while it needs grace does not keep the survivors in grace.
+//! Also: a node that joined the grace of another node's restart takes over an IP and its
+//! clients reclaim; grace lifts cluster-wide after the last NFSv4.1 reclaim; a node killed
+//! while it needs grace does not keep the survivors in grace.
 
 mod common;
 
@@ -265,34 +266,54 @@ fn on_debian_13_with_the_stock_fs_backend_a_second_client_is_granted_the_crashed
     );
 }
 
-/// Restart of one node's Ganesha: its v4.1 client reclaims and sends RECLAIM_COMPLETE; the
-/// other nodes joined the grace and all lift within about a reaper tick, long before
-/// Grace_Period. Then the node restarts again and dies for good while it needs grace: the
-/// survivors do not stay in grace for it.
+/// Restart of one node's Ganesha (A): the other nodes join the grace A needs, with nothing
+/// of their own to reclaim, and their reapers look at lifting. While A still recovers, a
+/// public IP Y moves (`ctdb moveip`) from B to the third node J: Y's client reclaims there.
+/// Ganesha 4.3 refuses reclaims for the rest of a grace period once it has asked to lift
+/// and been refused, and a node that joined with nothing to reclaim asked at once: Y's
+/// client got NFS4ERR_NO_GRACE (CI, a takeover during a restart's grace) until a joining
+/// node gave Ganesha the placeholder entry, as a held one does. A's client reclaims; the
+/// cluster lifts (6.5: within about a reaper tick; 4.3: at Grace_Period, the placeholder's
+/// cost). Then A restarts again and dies for good while it needs grace: the survivors do not
+/// stay in grace for it.
 #[test]
 #[serial]
-fn grace_lifts_cluster_wide_after_the_last_reclaim_and_a_dead_node_does_not_hold_it() {
+fn a_node_that_joined_a_restarts_grace_takes_over_reclaims_and_a_dead_node_does_not_hold_it() {
     grace_lift(None);
 }
 
 #[test]
 #[serial]
-fn on_debian_13_grace_lifts_cluster_wide_after_the_last_reclaim_and_a_dead_node_does_not_hold_it() {
+fn on_debian_13_a_node_that_joined_a_restarts_grace_takes_over_reclaims_and_a_dead_node_does_not_hold_it(
+) {
     grace_lift(Some("trixie"));
 }
 
 fn grace_lift(debian: Option<&'static str>) {
-    let grace_period = 60;
+    let grace_period = 40;
     let mut c = ClusterOpts {
         grace_period,
         debian,
         ..ClusterOpts::default()
     }
     .up();
+    let holders = c.ip_holders(0).unwrap();
     let x = c.public_ips[0];
-    let a = c.node_by_pnn(c.holder(x, 0).unwrap().unwrap()).unwrap();
-    let (mut one, f) = v41_lock_holder(&c, x, "early");
+    let a_pnn = holders[&x].expect("X has a holder");
+    let a = c.node_by_pnn(a_pnn).unwrap();
+    let (y, b_pnn) = holders
+        .iter()
+        .find_map(|(ip, h)| h.filter(|h| *h != a_pnn).map(|h| (*ip, h)))
+        .expect("an IP on another node");
+    let j = (0..3)
+        .find(|i| *i != a && c.nodes[*i].pnn != b_pnn)
+        .unwrap();
+    // Only A's restart is to put the cluster in grace, not a takeover run of the bring-up.
+    common::wait_quiet(&c);
+    let (mut one, f) = v41_lock_holder(&c, x, "early", "export/f41.txt");
+    let (mut moved, g) = v41_lock_holder(&c, y, "moved", "export/y41.txt");
 
+    let looked_before = reaper_looks(&c, j);
     c.kill_ganesha(a);
     c.start_ganesha(a).unwrap();
     // The others join the grace A needs (watcher, within about a second).
@@ -306,8 +327,39 @@ fn grace_lift(debian: Option<&'static str>) {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("every node in grace {:?} after A restarted", t.elapsed());
+    // J's reaper looks at lifting (Ganesha logs each look) while A still recovers.
+    while reaper_looks(&c, j) <= looked_before {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "J's reaper never looked at lifting:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.nodes[j]
+        .ctdb(&["moveip", &y.to_string(), &c.nodes[j].pnn.to_string()])
+        .unwrap();
+    c.wait_ip_moved(y, b_pnn, j, Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("{e}:\n{}", c.logs()));
+    wait_log(&c, j, &format!("takeover of {y}"), Duration::from_secs(30));
+    reclaim_v41(&c, &mut moved, &g);
+    eprintln!(
+        "Y's client reclaimed on J {:?} after A restarted; J's grace:\n{}",
+        t.elapsed(),
+        c.nodes[j]
+            .ganesha_log()
+            .lines()
+            .filter(|l| l.contains("grace:") || l.contains("IN GRACE"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     reclaim_v41(&c, &mut one, &f);
-    let lifted = wait_grace_lifted(&c, &[0, 1, 2], Duration::from_secs(20), &mut one);
+    let bound = if debian.is_some() {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(u64::from(grace_period) + 20)
+    };
+    let lifted = wait_grace_lifted(&c, &[0, 1, 2], bound, &mut [&mut one, &mut moved]);
     eprintln!("cluster-wide lift {lifted:?} after the last RECLAIM_COMPLETE (Grace_Period {grace_period} s)");
 
     // A restarts again; its client does not come back; A dies for good while it needs grace.
@@ -373,7 +425,7 @@ fn lift_after_crash_reclaim(debian: Option<&'static str>, grace_period: u32) -> 
     let x = c.public_ips[0];
     let a = c.node_by_pnn(c.holder(x, 0).unwrap().unwrap()).unwrap();
     let watch = (0..3).find(|i| *i != a).unwrap();
-    let (mut one, f) = v41_lock_holder(&c, x, "lone");
+    let (mut one, f) = v41_lock_holder(&c, x, "lone", "export/f41.txt");
 
     let a_pnn = c.nodes[a].pnn;
     c.kill_node(a);
@@ -393,7 +445,7 @@ fn lift_after_crash_reclaim(debian: Option<&'static str>, grace_period: u32) -> 
         &c,
         &live,
         Duration::from_secs(u64::from(grace_period) + 25),
-        &mut one,
+        &mut [&mut one],
     );
     eprintln!(
         "{}: every live node out of grace {lifted:?} after the taker's last RECLAIM_COMPLETE \
@@ -416,16 +468,27 @@ fn on_debian_13_the_cluster_leaves_grace_once_the_takers_clients_reclaimed_after
 }
 
 /// A Linux NFSv4.1 client through `x` (RECLAIM_COMPLETE sent) holding a write lock on
-/// bytes 0-99 of f41.txt; the file as it opened it.
-fn v41_lock_holder(c: &testbed::Cluster, x: std::net::Ipv4Addr, host: &str) -> (Client, OpenFile) {
+/// bytes 0-99 of `path`; the file as it opened it.
+fn v41_lock_holder(
+    c: &testbed::Cluster,
+    x: std::net::Ipv4Addr,
+    host: &str,
+    path: &str,
+) -> (Client, OpenFile) {
     let mut one = client(c, x, 1, &owners::linux_v41(1, host));
     one.establish().unwrap();
     one.reclaim_complete().unwrap();
-    let f = one.open("export/f41.txt").unwrap();
+    let f = one.open(path).unwrap();
     let mut locked = f.clone();
     one.lock(&mut locked, LockType::Write, 0, 100, false)
         .unwrap();
     (one, f)
+}
+
+/// How often node `i`'s Ganesha has looked at lifting its grace (nfs_try_lift_grace logs
+/// each look).
+fn reaper_looks(c: &testbed::Cluster, i: usize) -> usize {
+    c.nodes[i].ganesha_log().matches("check grace:").count()
 }
 
 /// The client reconnects, reclaims its open and lock of `f`, and sends RECLAIM_COMPLETE.
@@ -440,13 +503,13 @@ fn reclaim_v41(c: &testbed::Cluster, one: &mut Client, f: &OpenFile) {
     one.reclaim_complete().unwrap();
 }
 
-/// Waits (at most `limit`) until none of `nodes` is in grace, `one` keeping its lease;
-/// returns how long that took.
+/// Waits (at most `limit`) until none of `nodes` is in grace, `clients` keeping their
+/// leases; returns how long that took.
 fn wait_grace_lifted(
     c: &testbed::Cluster,
     nodes: &[usize],
     limit: Duration,
-    one: &mut Client,
+    clients: &mut [&mut Client],
 ) -> Duration {
     let done = Instant::now();
     while nodes.iter().any(|i| in_grace(c, *i)) {
@@ -457,7 +520,9 @@ fn wait_grace_lifted(
             c.logs()
         );
         std::thread::sleep(Duration::from_millis(200));
-        let _ = one.renew();
+        for one in clients.iter_mut() {
+            let _ = one.renew();
+        }
     }
     done.elapsed()
 }

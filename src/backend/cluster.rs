@@ -14,10 +14,10 @@
 //! Ganesha 4.3 refuses reclaims for the rest of a grace period once it has asked the
 //! backend to lift and heard "no" (GRACE_STATUS_CHANGE_REQ), and it asks at the first reaper
 //! tick at which its own reclaim counters agree — at once for a node with nothing to
-//! reclaim. A node that holds or joins during a takeover run may become the taker moments
-//! later, so it gives Ganesha a placeholder entry that never reclaims: Ganesha then waits
-//! for Grace_Period before asking, and the taker's clients can reclaim. The cost is that such
-//! a grace period ends at Grace_Period, not early. Ganesha 6.5 with Sticky_Grace off (its
+//! reclaim. A node that holds, or joins the grace another node needs (a restart), may become
+//! a taker before the cluster lifts, so it gives Ganesha a placeholder entry that never
+//! reclaims: Ganesha then waits for Grace_Period before asking, and the taker's clients can
+//! reclaim. The cost is that such a grace period ends at Grace_Period, not early. Ganesha 6.5 with Sticky_Grace off (its
 //! default) keeps taking reclaims after a refused lift: no placeholder there, and every node
 //! leaves grace as soon as no live node needs it.
 //!
@@ -497,7 +497,7 @@ impl Backend {
             log::debug!("grace: Grace_Period timer re-armed (a CTDB takeover run is in progress)");
             return Vec::new();
         }
-        let (view, records) = self.cached_view_with(st);
+        let (view, _) = self.cached_view_with(st);
         let me = self.node_id.clone();
         match verb {
             "hold" => {
@@ -553,11 +553,12 @@ impl Backend {
         if std::mem::take(&mut st.fresh_grace) {
             st.placeholder = false; // Ganesha cleared its list
         }
-        let takeover_run = takeover_run(st, &view, &records);
+        // A hold or a join: this node may become a taker before the cluster lifts, also when
+        // it joined for another node's restart (no run yet: a failure may start one).
         let needs_placeholder = self
             .refused_lift_ends_reclaims
             .load(std::sync::atomic::Ordering::Relaxed);
-        if verb != "ipreallocated" && takeover_run && needs_placeholder && !st.placeholder {
+        if verb != "ipreallocated" && needs_placeholder && !st.placeholder {
             st.placeholder = true;
             return vec![ReclaimEntry {
                 tag: format!(

@@ -281,6 +281,42 @@ pub fn in_grace(c: &Cluster, i: usize) -> bool {
     c.ganesha_grace_state(i).unwrap_or(false)
 }
 
+/// Waits (60 s at most) until, for 3 s in a row, no node's Ganesha is in grace and no live
+/// node's grace record is held: CTDB may still run a takeover run after the cluster came
+/// up, and a test of what one grace event does must not start inside another.
+pub fn wait_quiet(c: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        let held = Command::new(target_dir().join("ganesha-ctdb"))
+            .args(["--store", "ctdb", "grace", "-X"])
+            .env("CTDB_SOCKET", c.nodes[0].socket())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).lines().skip(1).any(|l| {
+                    let f: Vec<&str> = l.split('|').collect();
+                    f.len() > 8 && f[2] == "1" && f[8] == "1"
+                })
+            })
+            .unwrap_or(true);
+        let quiet = !held && !(0..c.nodes.len()).any(|i| in_grace(c, i));
+        match (quiet, quiet_since) {
+            (true, Some(t)) if t.elapsed() >= Duration::from_secs(3) => return,
+            (true, None) => quiet_since = Some(Instant::now()),
+            (false, _) => quiet_since = None,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster never settled out of grace:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// A real rpc.statd (with its rpcbind) in the bridge namespace: the NFSv3 clients' host
 /// (10.77.1.254), whose log shows each SM_NOTIFY it receives.
 pub struct ClientStatd {

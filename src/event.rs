@@ -21,9 +21,9 @@
 //!   6.5 it lifts a second or two after `ipreallocated`; on a Ganesha whose refused lift
 //!   ends reclaims (4.3) at Grace_Period (Debian pairs 4.3 with CTDB 4.17, which never
 //!   sends this event).
-//! - `monitor`: fails once Ganesha has not been running at two monitor runs in a row, so
-//!   that CTDB moves the node's IPs to nodes that serve NFS; a quick restart (systemd's)
-//!   keeps them. When Ganesha is gone the node's exit marker holds the cluster in grace
+//! - `monitor`: fails once Ganesha has not been running at two monitor runs in a row (no
+//!   event that reached Ganesha between them), so that CTDB moves the node's IPs to nodes
+//!   that serve NFS; a quick restart (systemd's) keeps them. When Ganesha is gone the node's exit marker holds the cluster in grace
 //!   (src/grace_admin.rs), until its IPs have moved.
 
 use crate::backend::{ReleaseOutcome, RELEASE_LIMIT, RELEASE_PREFIX};
@@ -103,11 +103,11 @@ pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String
     match name {
         // In startrecovery the databases are frozen until the event returns: no marker can
         // be written now (ExecStopPost or monitor wrote it when Ganesha stopped).
-        "startrecovery" | "startipreallocate" => match tell_ganesha(name, "3:hold") {
+        "startrecovery" | "startipreallocate" => match tell_ganesha(name, "3:hold", ctx) {
             Reach::Answered | Reach::NotRunning => {}
             Reach::Hung(e) => return Err(e),
         },
-        "takeip" => match tell_ganesha(name, &format!("5:{}", ip()?)) {
+        "takeip" => match tell_ganesha(name, &format!("5:{}", ip()?), ctx) {
             Reach::Answered => {}
             // It reads the IPs it holds when it starts; meanwhile the marker holds.
             Reach::NotRunning => ensure_exit_marker(name, ctx),
@@ -115,12 +115,12 @@ pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String
         },
         "releaseip" => {
             let ip = ip()?;
-            match tell_ganesha(name, &format!("3:hold:{ip}")) {
+            match tell_ganesha(name, &format!("3:hold:{ip}"), ctx) {
                 Reach::Answered => {
                     wait_for_enforcement(ctx);
                     release_clients(name, &ip.to_string(), ctx);
                     let collateral = nlm_collateral(name, ip, ctx);
-                    if let Reach::Hung(e) = tell_ganesha(name, &format!("2:{ip}")) {
+                    if let Reach::Hung(e) = tell_ganesha(name, &format!("2:{ip}"), ctx) {
                         return Err(e);
                     }
                     notify_collateral(name, ip, &collateral, ctx);
@@ -132,7 +132,7 @@ pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String
                 Reach::Hung(e) => return Err(e),
             }
         }
-        "shutdown" => match tell_ganesha(name, "3:hold") {
+        "shutdown" => match tell_ganesha(name, "3:hold", ctx) {
             Reach::Answered => {
                 wait_for_enforcement(ctx);
                 release_clients(name, "all", ctx);
@@ -145,11 +145,12 @@ pub fn run(name: &str, args: &[String], ctx: &EventContext) -> Result<(), String
         // the end of the takeover run; one that is not is not holding.
         "ipreallocated" => match dbus_admin::in_grace(DBUS_TIMEOUT) {
             Ok(true) => {
-                if let Reach::Hung(e) = tell_ganesha(name, "3:ipreallocated") {
+                ganesha_answered(&ctx.state_dir);
+                if let Reach::Hung(e) = tell_ganesha(name, "3:ipreallocated", ctx) {
                     return Err(e);
                 }
             }
-            Ok(false) => {}
+            Ok(false) => ganesha_answered(&ctx.state_dir),
             Err(e) => {
                 eprintln!("ganesha-ctdb: ipreallocated: {e} (is nfs-ganesha running?)");
                 if ganesha_gone() {
@@ -173,10 +174,11 @@ enum Reach {
 }
 
 /// Calls Ganesha's admin grace method, reporting on stdout/stderr (CTDB logs both).
-fn tell_ganesha(event: &str, arg: &str) -> Reach {
+fn tell_ganesha(event: &str, arg: &str, ctx: &EventContext) -> Reach {
     match dbus_admin::grace(arg, DBUS_TIMEOUT) {
         Ok(msg) => {
             println!("ganesha-ctdb: {event}: grace {arg:?}: Ganesha: {msg}");
+            ganesha_answered(&ctx.state_dir);
             Reach::Answered
         }
         Err(e) if ganesha_gone() => {
@@ -403,7 +405,7 @@ fn release_clients(event: &str, what: &str, ctx: &EventContext) {
     );
     let start = Instant::now();
     if !matches!(
-        tell_ganesha(event, &format!("3:release:{what}:{token}")),
+        tell_ganesha(event, &format!("3:release:{what}:{token}"), ctx),
         Reach::Answered
     ) {
         return;
@@ -509,10 +511,9 @@ fn monitor(ctx: &EventContext) -> Result<(), String> {
 }
 
 fn monitor_ganesha(ctx: &EventContext) -> Result<(), String> {
-    let counter = ctx.state_dir.join("ganesha-down");
     let why = match dbus_admin::in_grace(DBUS_TIMEOUT) {
         Ok(_) => {
-            let _ = std::fs::remove_file(&counter);
+            ganesha_answered(&ctx.state_dir);
             return Ok(());
         }
         Err(e) if ganesha_gone() => {
@@ -532,13 +533,7 @@ fn monitor_ganesha(ctx: &EventContext) -> Result<(), String> {
         }
         Err(e) => format!("nfs-ganesha runs but does not answer ({e})"),
     };
-    let failures = std::fs::read_to_string(&counter)
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(0)
-        + 1;
-    let _ = std::fs::create_dir_all(&ctx.state_dir)
-        .and_then(|_| std::fs::write(&counter, failures.to_string()));
+    let failures = count_ganesha_down(&ctx.state_dir);
     if failures >= MONITOR_FAILURES {
         Err(format!(
             "{why}, at {failures} monitor runs in a row: this node must not hold public IPs; \
@@ -551,6 +546,31 @@ fn monitor_ganesha(ctx: &EventContext) -> Result<(), String> {
         );
         Ok(())
     }
+}
+
+/// The monitor runs in a row that found Ganesha gone, in `<state_dir>/ganesha-down`.
+const DOWN_COUNTER: &str = "ganesha-down";
+
+/// Ganesha answered an event: the runs that found it gone are over. Not only `monitor`
+/// says so: a monitor run before Ganesha's first start (CTDB runs them 2, 6, 14 s after its
+/// own) was otherwise still counted when the next run met a quick restart, maybe a minute
+/// later, and the node was reported unhealthy and lost its IPs (CI's cluster bring-up).
+/// Every takeover run ends with `ipreallocated` on every node, which asks Ganesha.
+fn ganesha_answered(state_dir: &Path) {
+    let _ = std::fs::remove_file(state_dir.join(DOWN_COUNTER));
+}
+
+/// One more monitor run that found Ganesha gone; how many in a row.
+fn count_ganesha_down(state_dir: &Path) -> u32 {
+    let counter = state_dir.join(DOWN_COUNTER);
+    let failures = std::fs::read_to_string(&counter)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(0)
+        .saturating_add(1);
+    let _ = std::fs::create_dir_all(state_dir)
+        .and_then(|_| std::fs::write(&counter, failures.to_string()));
+    failures
 }
 
 fn holds_any_ip(tool: &CtdbTool) -> bool {
@@ -573,5 +593,26 @@ fn end_exit_marker(ctx: &EventContext) {
         Ok(Some(msg)) => println!("ganesha-ctdb: {msg}"),
         Ok(None) => {}
         Err(e) => eprintln!("ganesha-ctdb: cannot update this node's grace record: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs that found Ganesha gone count only until any event reaches it; a garbled
+    /// counter counts as none.
+    #[test]
+    fn an_event_that_reaches_ganesha_ends_the_run_of_monitor_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("ganesha-ctdb");
+        assert_eq!(count_ganesha_down(&state), 1);
+        assert_eq!(count_ganesha_down(&state), 2);
+        ganesha_answered(&state);
+        assert_eq!(count_ganesha_down(&state), 1, "a fresh outage");
+        std::fs::write(state.join(DOWN_COUNTER), "junk").unwrap();
+        assert_eq!(count_ganesha_down(&state), 1);
+        ganesha_answered(&state);
+        ganesha_answered(&state);
     }
 }

@@ -16,6 +16,42 @@
 //! The collision is logged once per value; renumbering one of the addresses ends it.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a read of this host's interface addresses is used (an EXCHANGE_ID per client
+/// must not read them each time; addresses rarely change).
+const LOCAL_ADDRS_TTL: Duration = Duration::from_secs(10);
+
+/// This host's interface addresses (both families), read at most every LOCAL_ADDRS_TTL.
+/// A single node without CTDB has no public address list: the addresses a client can have
+/// used are the node's own (a single node on 4.3 otherwise filed an NFSv4.1 client that
+/// came over IPv6 ::1 under "0.0.0.1"). Empty when they cannot be read.
+pub fn local_addrs() -> Vec<IpAddr> {
+    static CACHE: Mutex<Option<(Instant, Vec<IpAddr>)>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, addrs)) = cache.as_ref() {
+        if at.elapsed() < LOCAL_ADDRS_TTL {
+            return addrs.clone();
+        }
+    }
+    let addrs: Vec<IpAddr> = match nix::ifaddrs::getifaddrs() {
+        Ok(ifs) => ifs
+            .filter_map(|i| i.address)
+            .filter_map(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| IpAddr::V4(v4.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            })
+            .collect(),
+        Err(e) => {
+            log::warn!("cannot read this host's interface addresses ({e})");
+            Vec::new()
+        }
+    };
+    *cache = Some((Instant::now(), addrs.clone()));
+    addrs
+}
 
 /// The 32 bits Ganesha 4.3/6.x keep of `ip`.
 pub fn low32(ip: &IpAddr) -> u32 {

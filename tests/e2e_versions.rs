@@ -1,7 +1,8 @@
 //! The single-node end-to-end on every Ganesha Debian ships: 4.3 (Debian 12, this machine),
 //! 6.5 (Debian 13) and 15.2 (sid), the latter two from their own packages in roots built by
 //! scripts/chroots.sh, each loading this crate's library:
-//! NFSv4.0 (an owner naming no address) and NFSv4.1 (Linux's) clients open and lock; after
+//! NFSv4.0 (an owner naming no address) and NFSv4.1 (Linux's, over IPv4 and over IPv6: filed
+//! under ::1 on every version) clients open and lock; after
 //! SIGKILL and restart they reclaim while a newcomer gets NFS4ERR_GRACE and a stranger is
 //! refused reclaim; a client that did not reclaim is dropped when grace ends; with only
 //! NFSv4.1 clients grace lifts once they sent RECLAIM_COMPLETE.
@@ -12,12 +13,17 @@ use common::single::{Release, Server};
 use common::{owners, refused};
 use nfs4_client::{Client, LockType, NfsStat, OpenFile};
 use serial_test::serial;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 const BLOCK: &str = "CTDB_RECOVERY { Store = dir; Dir = $STORE; Node_Id = versions; }";
 
 fn lock(s: &Server, minor: u32, owner: &str, file: &str) -> (Client, OpenFile) {
-    let mut c = s.client(minor, owner);
+    lock_at(s, "127.0.0.1".parse().unwrap(), minor, owner, file)
+}
+
+fn lock_at(s: &Server, ip: IpAddr, minor: u32, owner: &str, file: &str) -> (Client, OpenFile) {
+    let mut c = s.client_at(minor, owner, ip);
     c.establish()
         .unwrap_or_else(|e| panic!("{owner}: {e}\n{}", s.log()));
     if minor > 0 {
@@ -59,11 +65,23 @@ fn scenario(release: Release) {
     let (mut c40, f40) = lock(&s, 0, &owners::v40_without_addr("c40", 40), "f40.txt");
     let (mut c41, f41) = lock(&s, 1, &owners::linux_v41(1, "c41"), "f41.txt");
     let (mut lazy, _) = lock(&s, 1, &owners::linux_v41(1, "lazy"), "lazy.txt");
+    // Over IPv6: 4.3 and 6.5 keep only the low 32 bits of the address, 15.x all of it.
+    let (mut c6, f6) = lock_at(
+        &s,
+        "::1".parse().unwrap(),
+        1,
+        &owners::linux_v41(1, "c6"),
+        "hello.txt",
+    );
 
     let records = s.records();
-    assert_eq!(records.len(), 3, "{name}: {records:?}");
+    assert_eq!(records.len(), 4, "{name}: {records:?}");
     assert!(
-        records.iter().all(|k| k.starts_with("v4@127.0.0.1@")),
+        records.iter().all(|k| if k.contains("c6") {
+            k.starts_with("v4@::1@")
+        } else {
+            k.starts_with("v4@127.0.0.1@")
+        }),
         "{name}: every client filed by the address it used: {records:?}"
     );
 
@@ -71,7 +89,7 @@ fn scenario(release: Release) {
     let ends = s.grace_ends();
     s.start();
     assert!(
-        s.log().contains("3 client(s) may reclaim"),
+        s.log().contains("4 client(s) may reclaim"),
         "{name}: {}",
         s.log()
     );
@@ -92,14 +110,20 @@ fn scenario(release: Release) {
     );
     reclaim(&s, &mut c40, &f40, &format!("{name} v4.0"));
     reclaim(&s, &mut c41, &f41, &format!("{name} v4.1"));
+    reclaim(&s, &mut c6, &f6, &format!("{name} v4.1 over IPv6"));
     lazy.disconnect();
-    s.wait_for_grace_end(ends, Duration::from_secs(60), &mut [&mut c40, &mut c41]);
+    s.wait_for_grace_end(
+        ends,
+        Duration::from_secs(60),
+        &mut [&mut c40, &mut c41, &mut c6],
+    );
     std::thread::sleep(Duration::from_secs(1));
     let records = s.records();
     assert!(
         !records.iter().any(|k| k.contains("lazy"))
             && records.iter().any(|k| k.contains("c40"))
-            && records.iter().any(|k| k.contains("c41")),
+            && records.iter().any(|k| k.contains("c41"))
+            && records.iter().any(|k| k.contains("c6")),
         "{name}: only the client that did not reclaim lost its record: {records:?}"
     );
     drop(s);

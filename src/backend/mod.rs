@@ -853,6 +853,15 @@ impl Backend {
                 (Some(c), IpAddr::V4(v4)) if client.server_addr_low32 => {
                     self.attribute_low32(c, client.clientid, u32::from(v4))
                 }
+                // A single node: the address was one of its own.
+                (None, IpAddr::V4(v4)) if client.server_addr_low32 => {
+                    use crate::server_addr::{local_addrs, match_low32, Low32Match};
+                    match match_low32(u32::from(v4), &local_addrs()) {
+                        Low32Match::One(ip) => vec![ServerIp::Ip(ip)],
+                        Low32Match::Ambiguous(ips) => ips.into_iter().map(ServerIp::Ip).collect(),
+                        Low32Match::NotPublic(_) => vec![ServerIp::Ip(addr)],
+                    }
+                }
                 _ => vec![ServerIp::Ip(addr)],
             };
         }
@@ -1671,6 +1680,46 @@ mod tests {
         // Not a public address (the node's own): the IPv4 address it reads as.
         let t = add(&b, &kept(5, "10.0.9.1"));
         assert_eq!(keys_of(&t), vec![format!("v4@10.0.9.1@{t}")]);
+    }
+
+    /// A single node without CTDB: the kept bits are matched against the node's own
+    /// interface addresses (an NFSv4.1 client over IPv6 loopback is filed under ::1, not
+    /// "0.0.0.1"); an IPv4 client stays under its address; bits no interface has read as
+    /// the IPv4 address they spell.
+    #[test]
+    fn a_single_node_files_v4_1_clients_by_its_own_addresses() {
+        let local = crate::server_addr::local_addrs();
+        let loopback6: IpAddr = "::1".parse().unwrap();
+        assert!(
+            local.contains(&loopback6),
+            "this host has no ::1: {local:?}"
+        );
+        let store = Arc::new(MemoryStore::new());
+        let b = Backend::from_parts(store.clone(), store.clone(), "0", None).unwrap();
+        let kept = |id: u64, seen: &str| {
+            let ip: IpAddr = seen.parse().unwrap();
+            ClientInfo {
+                server_addr: Some(IpAddr::V4(crate::server_addr::low32(&ip).into())),
+                server_addr_low32: true,
+                ..client(id, &format!("Linux NFSv4.1 c{id}"), None)
+            }
+        };
+        let keys_of = |tag: &str| -> Vec<String> {
+            store
+                .scan(V4_PREFIX)
+                .unwrap()
+                .entries
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|k| k.ends_with(&format!("@{tag}")))
+                .collect()
+        };
+        let t = add(&b, &kept(1, "::1"));
+        assert_eq!(keys_of(&t), vec![format!("v4@::1@{t}")]);
+        let t = add(&b, &kept(2, "127.0.0.1"));
+        assert_eq!(keys_of(&t), vec![format!("v4@127.0.0.1@{t}")]);
+        let t = add(&b, &kept(3, "fd99:77::a09:901"));
+        assert_eq!(keys_of(&t), vec![format!("v4@10.9.9.1@{t}")]);
     }
 
     #[test]

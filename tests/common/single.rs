@@ -249,13 +249,16 @@ impl Server {
     }
 
     pub fn client(&self, minor_version: u32, owner: &str) -> Client {
+        self.client_at(minor_version, owner, "127.0.0.1".parse().expect("address"))
+    }
+
+    /// A client that reaches the server through `ip` (in the server's namespace: its
+    /// loopback addresses, 127.0.0.1 or ::1).
+    pub fn client_at(&self, minor_version: u32, owner: &str, ip: std::net::IpAddr) -> Client {
         let ns = self.ns.clone();
+        let addr = std::net::SocketAddr::from((ip, 2049));
         Client::new(ClientOptions::new(minor_version, owner), move || {
-            netns::connect(
-                Some(&ns),
-                "127.0.0.1:2049".parse().expect("address"),
-                Duration::from_secs(20),
-            )
+            netns::connect(Some(&ns), addr, Duration::from_secs(20))
         })
     }
 

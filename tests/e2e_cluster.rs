@@ -6,7 +6,8 @@
 //!   through X on the node CTDB moves X to after A is killed (ctdbd and ganesha.nfsd,
 //!   SIGKILL), NFSv4.0 and NFSv4.1; a client of another IP is not offered reclaim there.
 //!   X is an IPv6 public address, the other an IPv4 one (the cluster has both);
-//! - a planned move (`ctdb moveip`) of X: the same.
+//! - a planned move (`ctdb moveip`) of X: the same;
+//! - the kill on Debian 13 (ctdb 4.22, Ganesha 6.5 in a debootstrap root).
 //!
 //! Clients connect from the bridge namespace to the public IPs. Everything is torn down by
 //! pid by the testbed (crates/testbed), also on failure.
@@ -136,13 +137,25 @@ fn wait_status(c: &Cluster, i: usize, want: &str) -> String {
 /// address of a cluster that has both families, Y an IPv4 one (Ganesha 4.3 keeps only the
 /// low 32 bits of an NFSv4.1 client's IPv6 server address; the backend maps them back, and
 /// must not confuse them with an IPv4 address's).
-fn takeover_scenario(kill: bool) {
+fn takeover_scenario(kill: bool, debian: Option<&'static str>) {
     let mut c = common::ClusterOpts {
         grace_period: 40,
         public_ips6: 3,
+        debian,
         ..common::ClusterOpts::default()
     }
     .up();
+    let layout = if debian.is_some() { "6.5" } else { "4.3" };
+    for n in &c.nodes {
+        let log = n.ganesha_log();
+        assert!(
+            log.contains(&format!(
+                "recovery backend ready for Ganesha {layout} layout"
+            )),
+            "{}: not Ganesha {layout}:\n{log}",
+            n.name
+        );
+    }
     distinct_server_epochs(&c);
     let x = std::net::IpAddr::V6(c.public_ips6[0]);
     let a_pnn = c.holder(x, 0).unwrap().expect("X has a holder");
@@ -295,13 +308,21 @@ fn takeover_scenario(kill: bool) {
 #[test]
 #[serial]
 fn after_a_node_is_killed_its_ips_clients_reclaim_on_the_node_that_takes_the_ip_over() {
-    takeover_scenario(true);
+    takeover_scenario(true, None);
+}
+
+/// The same on Debian 13: Ganesha 6.5 keeps 4.3's low 32 bits of an NFSv4.1 client's IPv6
+/// server address, CTDB 4.22 moves the IPv6 address.
+#[test]
+#[serial]
+fn on_debian_13_after_a_node_is_killed_its_ipv6_clients_reclaim_on_the_taker() {
+    takeover_scenario(true, Some("trixie"));
 }
 
 #[test]
 #[serial]
 fn after_a_planned_move_the_ips_clients_reclaim_on_the_new_holder() {
-    takeover_scenario(false);
+    takeover_scenario(false, None);
 }
 
 /// Every node's Ganesha runs with a server epoch no other node has (the testbed starts them

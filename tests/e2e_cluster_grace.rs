@@ -257,8 +257,12 @@ fn on_debian_13_after_a_crash_no_node_grants_the_lock_client_1_is_about_to_recla
     assert!(!scenario(false, Some("trixie")));
 }
 
+/// The anchor on Debian 13, out of the suite's time budget (it shows what the 4.3 anchor
+/// above shows; measured, docs/grace-hazard.md): `cargo test --test e2e_cluster_grace --
+/// --ignored`.
 #[test]
 #[serial]
+#[ignore = "the Debian 13 anchor: run with --ignored (the suite runs the 4.3 one)"]
 fn on_debian_13_with_the_stock_fs_backend_a_second_client_is_granted_the_crashed_clients_lock() {
     assert!(
         scenario(true, Some("trixie")),
@@ -290,7 +294,7 @@ fn on_debian_13_a_node_that_joined_a_restarts_grace_takes_over_reclaims_and_a_de
 }
 
 fn grace_lift(debian: Option<&'static str>) {
-    let grace_period = 40;
+    let grace_period = 25;
     let mut c = ClusterOpts {
         grace_period,
         debian,

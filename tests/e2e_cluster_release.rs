@@ -586,6 +586,20 @@ fn after_ganesha_alone_dies_every_node_enforces_grace_within_the_bound_and_its_c
     }
 }
 
+/// Waits (10 s at most) until node `i`'s ganesha.nfsd is no longer `before`: it logs why it
+/// stops just before it exits, so the log line alone does not mean the process is gone.
+fn wait_nfsd_gone(c: &Cluster, i: usize, before: Option<i32>, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.nodes[i].ganesha_nfsd_pid() == before {
+        assert!(
+            Instant::now() < deadline,
+            "{name}'s ganesha.nfsd {before:?} did not stop:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The event script when Ganesha does not answer (docs/operations.md): on A it is not
 /// running (killed, no supervisor to write the exit marker) and `ctdb moveip X` releases X
 /// there. A's releaseip stores the marker itself and waits until every live node enforces,
@@ -732,11 +746,7 @@ fn a_ganesha_whose_ctdbd_dies_stops_so_that_its_clients_reclaim_on_the_taker() {
     let nfsd_before = c.nodes[a].ganesha_nfsd_pid();
     c.restart_ctdbd(a, Duration::from_secs(3)).unwrap();
     wait_log(&c, a, "this node's ctdbd is gone", Duration::from_secs(20));
-    assert_ne!(
-        c.nodes[a].ganesha_nfsd_pid(),
-        nfsd_before,
-        "A's ganesha.nfsd stopped"
-    );
+    wait_nfsd_gone(&c, a, nfsd_before, "A");
     let t_pnn = c
         .wait_ip_moved(x, a_pnn, survivor, Duration::from_secs(40))
         .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
@@ -786,11 +796,7 @@ fn a_ganesha_whose_ctdbd_dies_stops_so_that_its_clients_reclaim_on_the_taker() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_ne!(
-        c.nodes[b].ganesha_nfsd_pid(),
-        nfsd_before,
-        "B's ganesha.nfsd stopped"
-    );
+    wait_nfsd_gone(&c, b, nfsd_before, "B");
     c.wait_ip_moved(x, b_pnn, survivor, Duration::from_secs(40))
         .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     two.reclaim(&c);

@@ -1389,6 +1389,29 @@ mod tests {
         }
     }
 
+    /// A Linux NFSv4.1 client that reached the server through `seen`, as Ganesha 4.3/6.x
+    /// report it: only the low 32 bits of that address.
+    fn low32_client(id: u64, seen: &str) -> ClientInfo {
+        let ip: IpAddr = seen.parse().unwrap();
+        ClientInfo {
+            server_addr: Some(IpAddr::V4(crate::server_addr::low32(&ip).into())),
+            server_addr_low32: true,
+            ..client(id, &format!("Linux NFSv4.1 c{id}"), None)
+        }
+    }
+
+    /// The keys of `store`'s client records that carry recovery tag `tag`.
+    fn keys_tagged(store: &MemoryStore, tag: &str) -> Vec<String> {
+        store
+            .scan(V4_PREFIX)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.ends_with(&format!("@{tag}")))
+            .collect()
+    }
+
     /// Restarts the backend on the same store, as a crashed Ganesha would.
     fn restart(b: Backend) -> Backend {
         let (store, grace_store, node_id) =
@@ -1644,41 +1667,24 @@ mod tests {
         ));
         let store = Arc::new(MemoryStore::new());
         let b = node0(store.clone(), &lister);
-        let kept = |id: u64, seen: &str| {
-            let ip: IpAddr = seen.parse().unwrap();
-            ClientInfo {
-                server_addr: Some(IpAddr::V4(crate::server_addr::low32(&ip).into())),
-                server_addr_low32: true,
-                ..client(id, &format!("Linux NFSv4.1 c{id}"), None)
-            }
-        };
-        let keys_of = |tag: &str| -> Vec<String> {
-            store
-                .scan(V4_PREFIX)
-                .unwrap()
-                .entries
-                .into_iter()
-                .map(|(k, _)| k)
-                .filter(|k| k.ends_with(&format!("@{tag}")))
-                .collect()
-        };
-        let t = add(&b, &kept(1, "fd77:1::1"));
+        let keys_of = |tag: &str| keys_tagged(&store, tag);
+        let t = add(&b, &low32_client(1, "fd77:1::1"));
         assert_eq!(keys_of(&t), vec![format!("v4@fd77:1::1@{t}")]);
-        let t = add(&b, &kept(2, "10.0.0.1"));
+        let t = add(&b, &low32_client(2, "10.0.0.1"));
         assert_eq!(keys_of(&t), vec![format!("v4@10.0.0.1@{t}")]);
         // fd77:1::a00:2 ends in 0a 00 00 02: the same 32 bits as 10.0.0.2.
-        let t = add(&b, &kept(3, "10.0.0.2"));
+        let t = add(&b, &low32_client(3, "10.0.0.2"));
         assert_eq!(
             keys_of(&t),
             vec![format!("v4@10.0.0.2@{t}"), format!("v4@fd77:1::a00:2@{t}")]
         );
-        let t = add(&b, &kept(4, "fd77:2::9"));
+        let t = add(&b, &low32_client(4, "fd77:2::9"));
         assert_eq!(
             keys_of(&t),
             vec![format!("v4@fd77:1::9@{t}"), format!("v4@fd77:2::9@{t}")]
         );
         // Not a public address (the node's own): the IPv4 address it reads as.
-        let t = add(&b, &kept(5, "10.0.9.1"));
+        let t = add(&b, &low32_client(5, "10.0.9.1"));
         assert_eq!(keys_of(&t), vec![format!("v4@10.0.9.1@{t}")]);
     }
 
@@ -1696,29 +1702,12 @@ mod tests {
         );
         let store = Arc::new(MemoryStore::new());
         let b = Backend::from_parts(store.clone(), store.clone(), "0", None).unwrap();
-        let kept = |id: u64, seen: &str| {
-            let ip: IpAddr = seen.parse().unwrap();
-            ClientInfo {
-                server_addr: Some(IpAddr::V4(crate::server_addr::low32(&ip).into())),
-                server_addr_low32: true,
-                ..client(id, &format!("Linux NFSv4.1 c{id}"), None)
-            }
-        };
-        let keys_of = |tag: &str| -> Vec<String> {
-            store
-                .scan(V4_PREFIX)
-                .unwrap()
-                .entries
-                .into_iter()
-                .map(|(k, _)| k)
-                .filter(|k| k.ends_with(&format!("@{tag}")))
-                .collect()
-        };
-        let t = add(&b, &kept(1, "::1"));
+        let keys_of = |tag: &str| keys_tagged(&store, tag);
+        let t = add(&b, &low32_client(1, "::1"));
         assert_eq!(keys_of(&t), vec![format!("v4@::1@{t}")]);
-        let t = add(&b, &kept(2, "127.0.0.1"));
+        let t = add(&b, &low32_client(2, "127.0.0.1"));
         assert_eq!(keys_of(&t), vec![format!("v4@127.0.0.1@{t}")]);
-        let t = add(&b, &kept(3, "fd99:77::a09:901"));
+        let t = add(&b, &low32_client(3, "fd99:77::a09:901"));
         assert_eq!(keys_of(&t), vec![format!("v4@10.9.9.1@{t}")]);
     }
 

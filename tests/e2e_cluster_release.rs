@@ -430,8 +430,11 @@ fn with_the_stock_fs_backend_a_planned_move_lets_a_second_client_take_client_1s_
 
 /// The planned move on Debian 13's ctdb 4.22 and Ganesha 6.5, where a client whose lease
 /// ended is parked with its state rather than expired: the release must still drop it.
+/// Out of the suite's time budget (its 6.5 release path also runs in the `ctdb disable`
+/// test below): `cargo test --test e2e_cluster_release -- --ignored`.
 #[test]
 #[serial]
+#[ignore = "Debian 13 moveip: run with --ignored (the suite runs Debian 13's disable)"]
 fn on_debian_13_a_planned_move_releases_exactly_the_moved_ips_clients() {
     assert!(!planned_move(Planned::MoveIp, false, Some("trixie")));
 }

@@ -851,17 +851,14 @@ impl Backend {
         if let Some(addr) = client.server_addr.filter(|a| !a.is_unspecified()) {
             return match (&self.cluster, addr) {
                 (Some(c), IpAddr::V4(v4)) if client.server_addr_low32 => {
-                    self.attribute_low32(c, client.clientid, u32::from(v4))
+                    self.attribute_low32(client.clientid, u32::from(v4), self.known_public_addrs(c))
                 }
                 // A single node: the address was one of its own.
-                (None, IpAddr::V4(v4)) if client.server_addr_low32 => {
-                    use crate::server_addr::{local_addrs, match_low32, Low32Match};
-                    match match_low32(u32::from(v4), &local_addrs()) {
-                        Low32Match::One(ip) => vec![ServerIp::Ip(ip)],
-                        Low32Match::Ambiguous(ips) => ips.into_iter().map(ServerIp::Ip).collect(),
-                        Low32Match::NotPublic(_) => vec![ServerIp::Ip(addr)],
-                    }
-                }
+                (None, IpAddr::V4(v4)) if client.server_addr_low32 => self.attribute_low32(
+                    client.clientid,
+                    u32::from(v4),
+                    Ok(crate::server_addr::local_addrs()),
+                ),
                 _ => vec![ServerIp::Ip(addr)],
             };
         }
@@ -896,12 +893,18 @@ impl Backend {
         held_or_local(&ips, c.pnn)
     }
 
-    /// An NFSv4.1+ client on Ganesha 4.3/6.x: the public IP(s) whose low 32 bits Ganesha
-    /// kept (src/server_addr.rs); every one of them when several share those bits.
-    fn attribute_low32(&self, c: &ClusterNode, clientid: u64, kept: u32) -> Vec<ServerIp> {
+    /// An NFSv4.1+ client on Ganesha 4.3/6.x: the address(es) among `candidates` (the
+    /// cluster's public IPs, or a single node's own) whose low 32 bits Ganesha kept
+    /// (src/server_addr.rs); every one of them when several share those bits.
+    fn attribute_low32(
+        &self,
+        clientid: u64,
+        kept: u32,
+        candidates: crate::ctdb::Result<Vec<IpAddr>>,
+    ) -> Vec<ServerIp> {
         use crate::server_addr::{match_low32, Low32Match};
         let as_v4 = || vec![ServerIp::Ip(IpAddr::V4(std::net::Ipv4Addr::from(kept)))];
-        let public: Vec<IpAddr> = match self.known_public_addrs(c) {
+        let public: Vec<IpAddr> = match candidates {
             Ok(ips) => ips,
             Err(e) => {
                 log::error!(
